@@ -1,0 +1,2 @@
+"""Flowr's admin: one ModelAdmin per module."""
+from . import instances, machines, rulesets  # noqa: F401

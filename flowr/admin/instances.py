@@ -1,0 +1,10 @@
+from django.contrib import admin
+
+from ..models import Instance
+
+
+@admin.register(Instance)
+class InstanceAdmin(admin.ModelAdmin):
+    list_display = ["id", "machine", "version", "state_name", "status", "last_activity"]
+    list_select_related = ["machine", "version"]
+    list_filter = ["machine", "status"]

@@ -1,0 +1,34 @@
+from django.apps import AppConfig
+from django.db.models.signals import post_migrate
+
+
+class FlowrConfig(AppConfig):
+    name = "flowr"
+    verbose_name = "Flowr"
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self):
+        from django.utils.module_loading import autodiscover_modules
+
+        from . import checks  # noqa: F401  (registers system checks)
+
+        # Like admin.autodiscover(): import <app>.flowr_rules of every installed app.
+        autodiscover_modules("flowr_rules")
+        self._register_reversion()
+        post_migrate.connect(_sync_after_migrate, sender=self)
+
+    def _register_reversion(self):
+        import reversion
+
+        from .models import Machine, State, Transition
+
+        if not reversion.is_registered(Machine):
+            reversion.register(Machine, follow=["states", "transitions"])
+            reversion.register(State)
+            reversion.register(Transition)
+
+
+def _sync_after_migrate(sender, using="default", **kwargs):
+    from .sync import sync_rule_sets
+
+    sync_rule_sets(using=using)

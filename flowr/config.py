@@ -1,0 +1,28 @@
+"""Every Flowr setting with its default, read when used (so override_settings works).
+
+Names kept from django-flows: "for all defaults, see the config module".
+"""
+from django.conf import settings
+
+DEFAULTS = {
+    "FLOWS_STATE_STORE": "flowr.statestore.django_store",
+    "FLOWS_REDIS_STATE_STORE_DB": 0,
+    "FLOWS_REDIS_STATE_STORE_HOST": "localhost",
+    "FLOWS_REDIS_STATE_STORE_PORT": 6379,
+    "FLOWS_REDIS_STATE_STORE_USER": "",
+    "FLOWS_REDIS_STATE_STORE_PASSWORD": "",
+    "FLOWS_TASK_IDLE_TIMEOUT": 20 * 60,
+    "FLOWR_IMPORT_MAX_BYTES": 2 * 1024 * 1024,
+    "FLOWR_IMPORT_MAX_STATES": 2000,
+}
+
+
+def get(name):
+    """The setting `name`, or its default."""
+    return getattr(settings, name, DEFAULTS[name])
+
+
+def task_idle_timeout():
+    """Seconds a task state is kept without interaction (0 or None: forever)."""
+    value = get("FLOWS_TASK_IDLE_TIMEOUT")
+    return int(value) if value else 0

@@ -1,0 +1,133 @@
+"""Demo rule sets: the flowr example, order approval and a support ticket."""
+from django import forms
+
+from flowr.rules import Rule, RuleSet, register
+
+# -- The django-flowr example: A→[B, C], C→[D, E] with multiple paths, E→[A]. --------
+
+
+class A(Rule):
+    """Start of the flowr example."""
+    children = ["B", "C"]
+
+
+class B(Rule):
+    """A dead end."""
+
+
+class C(Rule):
+    """May branch into D and E."""
+    children = ["D", "E"]
+    multiple_paths = True
+
+
+class D(Rule):
+    """A dead end."""
+
+
+class E(Rule):
+    """Loops back to A."""
+    children = ["A"]
+
+
+register(RuleSet("flowr_example", "Flowr example", root=A, rules=[A, B, C, D, E],
+                 description="The example graph of django-flowr 0.2.0."))
+
+
+# -- Order approval: branching, a rework loop, settings, a step form, a permission. ---
+
+class ApprovalSettings(forms.Form):
+    max_amount = forms.IntegerField(min_value=0, initial=1000,
+                                    help_text="Largest order amount this step may approve.")
+
+
+class RejectionForm(forms.Form):
+    reason = forms.CharField(max_length=200, help_text="Why the order is rejected.")
+
+
+class Draft(Rule):
+    """An order being written."""
+    children = ["Submitted"]
+
+
+class Submitted(Rule):
+    """An order waiting for review."""
+    children = ["Approved", "Rejected", "Rework"]
+    multiple_paths = True
+
+
+class Rework(Rule):
+    """Sent back to the author for changes."""
+    children = ["Submitted"]
+    display_name = "Needs rework"
+
+
+class Approved(Rule):
+    """Approved by a manager."""
+    children = ["Shipped"]
+    settings_form = ApprovalSettings
+    permission = "flowr_demo.approve_order"
+
+    def on_enter(self, instance):
+        instance.task_state["approved_limit"] = self.settings.get("max_amount")
+
+
+class Rejected(Rule):
+    """Rejected; the order ends here."""
+    step_form = RejectionForm
+
+
+class Shipped(Rule):
+    """Shipped to the customer."""
+
+
+register(RuleSet("orders", "Order approval", root=Draft,
+                 rules=[Draft, Submitted, Rework, Approved, Rejected, Shipped],
+                 description="Orders are submitted, then approved, rejected or sent back."))
+
+
+# -- Support ticket: a cycle, a guard and hooks writing the task state. -------------
+
+class New(Rule):
+    """A ticket just opened by a customer."""
+    children = ["Open"]
+
+
+class Open(Rule):
+    """Someone is working on the ticket."""
+    children = ["Waiting", "Resolved"]
+    multiple_paths = True
+
+    def on_enter(self, instance):
+        state = instance.task_state
+        state["times_opened"] = state.get("times_opened", 0) + 1
+
+
+class Waiting(Rule):
+    """Waiting for the customer's answer."""
+    children = ["Open"]
+    display_name = "Waiting on customer"
+
+    def on_leave(self, instance):
+        instance.task_state["customer_confirmed"] = True
+
+
+class Resolved(Rule):
+    """A fix was delivered."""
+    children = ["Closed", "Open"]
+    multiple_paths = True
+
+
+class Closed(Rule):
+    """Closed for good; only once the customer confirmed."""
+
+    def guard_enter(self, instance, source):
+        if not instance.task_state.get("customer_confirmed"):
+            return ("the customer has not confirmed the fix yet; wait on the customer "
+                    "first (or set customer_confirmed in the task state).")
+        return None
+
+
+register(RuleSet("support", "Support ticket", root=New,
+                 rules=[New, Open, Waiting, Resolved, Closed],
+                 description="Tickets cycle between open and waiting until resolved."))

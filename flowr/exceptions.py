@@ -1,0 +1,73 @@
+"""Flowr's exceptions: every domain failure is a FlowrError with context attributes."""
+
+
+class FlowrError(Exception):
+    """Base class of every error Flowr raises on purpose."""
+
+    def __init__(self, message, **context):
+        super().__init__(message)
+        self.message = message
+        for key, value in context.items():
+            setattr(self, key, value)
+
+    def __str__(self):
+        return self.message
+
+
+class RuleConfigurationError(FlowrError):
+    """A rule set declared in code is inconsistent (unknown child, duplicate key, no root)."""
+
+
+class RuleNotRegistered(FlowrError):
+    """A rule or rule set key is not (or no longer) registered in code."""
+
+
+class GraphError(FlowrError):
+    """A change to a machine's graph would break the rules; nothing was changed."""
+
+
+class SettingsInvalid(GraphError):
+    """State settings failed validation by the rule's settings form."""
+
+    def __init__(self, message, errors=None, **context):
+        super().__init__(message, errors=errors or {}, **context)
+
+
+class NotPublished(FlowrError):
+    """The machine has no published version to start an instance on."""
+
+
+class StepError(FlowrError):
+    """A step was refused; the instance, its history and its task state are unchanged."""
+
+
+class InstanceFinished(StepError):
+    """The instance is finished or expired and cannot step."""
+
+
+class ChoiceRequired(StepError):
+    """The current state has several next states and none was chosen."""
+
+
+class InvalidStep(StepError):
+    """The requested next state is not a child of the current state."""
+
+
+class AlreadyMoved(StepError):
+    """The instance left the state the step was requested from (double submission)."""
+
+
+class StepRefused(StepError):
+    """A guard refused the step; raise it from a rule with a human-readable reason."""
+
+
+class StepPermissionDenied(StepError):
+    """The user lacks the permission the target rule requires."""
+
+
+class HookFailed(StepError):
+    """An on_leave/on_enter hook raised; the step was rolled back."""
+
+
+class MoveError(FlowrError):
+    """An instance cannot move to another machine version."""

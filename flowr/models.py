@@ -1,0 +1,254 @@
+"""Flowr's data: rule-set mirrors, machines, states, transitions, versions, instances."""
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+from . import rules as _rules
+from .exceptions import RuleNotRegistered
+
+
+def _short_key():
+    return uuid.uuid4().hex[:12]
+
+
+class RuleSetRecord(models.Model):
+    """Database mirror of a rule set declared in code (synced, read-only in the admin)."""
+
+    key = models.CharField(max_length=100, unique=True)
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    root_rule_key = models.CharField(max_length=200)
+    is_registered = models.BooleanField(default=True, help_text="False once its code is gone.")
+    synced_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = "rule set"
+        ordering = ["key"]
+
+    def __str__(self):
+        return self.name
+
+    def natural_key(self):
+        return (self.key,)
+
+    @property
+    def rule_set(self):
+        """The registered RuleSet; raises RuleNotRegistered if its code is gone."""
+        return _rules.get_rule_set(self.key)
+
+
+class Machine(models.Model):
+    """A user-built graph of states obeying one rule set."""
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    name = models.CharField(max_length=200, unique=True)
+    description = models.TextField(blank=True)
+    rule_set = models.ForeignKey(RuleSetRecord, on_delete=models.PROTECT, related_name="machines")
+    archived = models.BooleanField(default=False, help_text="Archived machines start no instances.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+    def natural_key(self):
+        return (self.uuid,)
+
+    @property
+    def root_state(self):
+        return self.states.filter(is_root=True).first()
+
+    def latest_version(self):
+        return self.versions.order_by("-number").first()
+
+    # Thin public API; the work is done in builder and engine.
+    def publish(self, user=None):
+        from .engine import publish
+
+        return publish(self, user=user)
+
+    def start(self, user=None, version=None):
+        from .engine import start
+
+        return start(self, user=user, version=version)
+
+
+class State(models.Model):
+    """One state of a machine, using one rule of the machine's rule set."""
+
+    machine = models.ForeignKey(Machine, on_delete=models.CASCADE, related_name="states")
+    key = models.CharField(max_length=64, default=_short_key, help_text="Stable identity.")
+    name = models.CharField(max_length=200)
+    rule_key = models.CharField(max_length=200)
+    settings = models.JSONField(default=dict, blank=True)
+    is_root = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["machine", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["machine", "key"], name="flowr_state_unique_key"),
+            models.UniqueConstraint(fields=["machine", "name"], name="flowr_state_unique_name"),
+        ]
+
+    def __str__(self):
+        return self.name
+
+    def get_rule(self):
+        """The rule class, or raise RuleNotRegistered."""
+        return _rules.get_rule(self.rule_key)
+
+    @property
+    def rule_name(self):
+        try:
+            return self.get_rule().get_display_name()
+        except RuleNotRegistered:
+            return f"{self.rule_key} (not registered)"
+
+
+class Transition(models.Model):
+    """An arrow from a parent state to a child state of the same machine."""
+
+    machine = models.ForeignKey(Machine, on_delete=models.CASCADE, related_name="transitions")
+    parent = models.ForeignKey(State, on_delete=models.CASCADE, related_name="outgoing")
+    child = models.ForeignKey(State, on_delete=models.CASCADE, related_name="incoming")
+
+    class Meta:
+        ordering = ["machine", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["parent", "child"], name="flowr_transition_unique"),
+        ]
+
+    def __str__(self):
+        return f"{self.parent} → {self.child}"
+
+
+class MachineVersion(models.Model):
+    """An immutable, numbered snapshot of a machine's graph; instances run on these."""
+
+    machine = models.ForeignKey(Machine, on_delete=models.CASCADE, related_name="versions")
+    number = models.PositiveIntegerField()
+    definition = models.JSONField()
+    checksum = models.CharField(max_length=64)
+    published_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    published_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["machine", "-number"]
+        constraints = [
+            models.UniqueConstraint(fields=["machine", "number"], name="flowr_version_unique"),
+        ]
+
+    def __str__(self):
+        return f"{self.machine} v{self.number}"
+
+    @property
+    def graph(self):
+        """The compiled, cached definition (flowr.engine.CompiledVersion)."""
+        from .engine import compiled
+
+        return compiled(self)
+
+
+class Instance(models.Model):
+    """A running machine: its version, current state and status."""
+
+    ACTIVE, FINISHED, EXPIRED = "active", "finished", "expired"
+    STATUS_CHOICES = [(ACTIVE, "Active"), (FINISHED, "Finished"), (EXPIRED, "Expired")]
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    machine = models.ForeignKey(Machine, on_delete=models.PROTECT, related_name="instances")
+    version = models.ForeignKey(MachineVersion, on_delete=models.PROTECT, related_name="instances")
+    state_key = models.CharField(max_length=64, help_text="Key of the current state.")
+    state_name = models.CharField(max_length=200, help_text="Name of the current state.")
+    status = models.CharField(max_length=10, choices=STATUS_CHOICES, default=ACTIVE)
+    started_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    started_at = models.DateTimeField(default=timezone.now)
+    last_activity = models.DateTimeField(default=timezone.now)
+    step_count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-last_activity"]
+        permissions = [("step_instance", "Can step instances")]
+        indexes = [
+            models.Index(fields=["status", "-last_activity"], name="flowr_inst_status_idx"),
+            models.Index(fields=["version", "state_key"], name="flowr_inst_state_idx"),
+        ]
+
+    def __str__(self):
+        return f"{self.machine} #{str(self.id)[:8]}"
+
+    @property
+    def effective_status(self):
+        """Status, reporting idle active instances as expired (FLOWS_TASK_IDLE_TIMEOUT)."""
+        from .engine import effective_status
+
+        return effective_status(self)
+
+    @property
+    def task_state(self):
+        """The instance's JSON task state (a dict), loaded lazily from the state store."""
+        from .engine import task_state_of
+
+        return task_state_of(self)
+
+    def allowed_steps(self, user=None):
+        from .engine import allowed_steps
+
+        return allowed_steps(self, user=user)
+
+    def step(self, to=None, user=None, note="", data=None, expected_state=None):
+        from .engine import step
+
+        return step(self, to=to, user=user, note=note, data=data, expected_state=expected_state)
+
+
+class HistoryEntry(models.Model):
+    """One recorded move of an instance: start, step or version move."""
+
+    START, STEP, MOVE = "start", "step", "move"
+    KIND_CHOICES = [(START, "Start"), (STEP, "Step"), (MOVE, "Version move")]
+
+    instance = models.ForeignKey(Instance, on_delete=models.CASCADE, related_name="history")
+    seq = models.PositiveIntegerField()
+    kind = models.CharField(max_length=8, choices=KIND_CHOICES, default=STEP)
+    from_key = models.CharField(max_length=64, blank=True)
+    from_name = models.CharField(max_length=200, blank=True)
+    to_key = models.CharField(max_length=64)
+    to_name = models.CharField(max_length=200)
+    version = models.ForeignKey(MachineVersion, on_delete=models.PROTECT, related_name="+")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    at = models.DateTimeField(default=timezone.now)
+    note = models.TextField(blank=True)
+    data = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        verbose_name_plural = "history entries"
+        ordering = ["instance", "-seq"]
+        constraints = [
+            models.UniqueConstraint(fields=["instance", "seq"], name="flowr_history_unique_seq"),
+        ]
+
+    def __str__(self):
+        return f"{self.from_name or '∅'} → {self.to_name}"
+
+
+class TaskStateRecord(models.Model):
+    """Row of the Django task-state store (flowr.statestore.django_store)."""
+
+    task_id = models.CharField(max_length=255, primary_key=True)
+    state = models.JSONField(default=dict)
+    updated_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        verbose_name = "task state"

@@ -1,0 +1,185 @@
+"""Flowr site settings, read from the environment with safe development defaults.
+
+Nothing set: SQLite file in the project, DEBUG on, demo mode, Django task-state store.
+Production: DEBUG=0, SECRET_KEY and ALLOWED_HOSTS required, DATABASE_URL for
+PostgreSQL, FLOWS_* variables for Redis. A missing required variable stops start-up
+with an ImproperlyConfigured error naming it.
+"""
+import os
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env(name, default=None):
+    return os.environ.get(name, default)
+
+
+def env_bool(name, default=False):
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def env_list(name, default=""):
+    return [item.strip() for item in env(name, default).split(",") if item.strip()]
+
+
+def require(name):
+    value = env(name)
+    if not value:
+        raise ImproperlyConfigured(
+            f"The environment variable {name} is required when DEBUG is off "
+            f"(production). Set it, or set DEBUG=1 for local development."
+        )
+    return value
+
+
+DEBUG = env_bool("DEBUG", True)
+# Demo mode (demo login, demo data) is only possible with DEBUG on.
+FLOWR_DEMO = DEBUG and env_bool("FLOWR_DEMO", True)
+
+if DEBUG:
+    SECRET_KEY = env("SECRET_KEY", "django-insecure-flowr-development-only-key-0123456789")
+    ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "127.0.0.1,localhost,testserver,[::1]")
+else:
+    SECRET_KEY = require("SECRET_KEY")
+    ALLOWED_HOSTS = env_list("ALLOWED_HOSTS") or require("ALLOWED_HOSTS")
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
+
+INSTALLED_APPS = [
+    "grappelli",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "import_export",
+    "reversion",
+    "flowr",
+]
+# Demo rule sets (flowr/demo/flowr_rules.py); switch off with FLOWR_DEMO_RULES=0.
+if env_bool("FLOWR_DEMO_RULES", True):
+    INSTALLED_APPS.append("flowr.demo")
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "reversion.middleware.RevisionMiddleware",
+]
+
+ROOT_URLCONF = "flowr_site.urls"
+WSGI_APPLICATION = "flowr_site.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "flowr_site" / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# SQLite by default: a file in the project, WAL journal and synchronous=NORMAL
+# (a committed step survives a crash of the process; a power loss may lose the
+# last few commits) and IMMEDIATE transactions so that a step takes the write
+# lock up front instead of failing on lock upgrade.
+SQLITE_PATH = env("FLOWR_SQLITE_PATH", str(BASE_DIR / "db.sqlite3"))
+DATABASE_URL = env("DATABASE_URL")
+if DATABASE_URL:
+    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": SQLITE_PATH,
+            "OPTIONS": {
+                "transaction_mode": "IMMEDIATE",
+                "timeout": 20,
+                "init_command": (
+                    "PRAGMA journal_mode=WAL;PRAGMA synchronous=NORMAL;"
+                    "PRAGMA foreign_keys=ON;"
+                ),
+            },
+            "TEST": {"NAME": env("FLOWR_SQLITE_TEST_PATH", "")},
+        }
+    }
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-gb"
+TIME_ZONE = env("TIME_ZONE", "UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "/static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": (
+            "django.contrib.staticfiles.storage.StaticFilesStorage"
+            if DEBUG
+            else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        )
+    },
+}
+
+LOGIN_URL = "admin:login"
+GRAPPELLI_ADMIN_TITLE = "Flowr"
+GRAPPELLI_SWITCH_USER = False
+IMPORT_EXPORT_USE_TRANSACTIONS = True
+IMPORT_EXPORT_SKIP_ADMIN_LOG = False
+DATA_UPLOAD_MAX_MEMORY_SIZE = int(env("DATA_UPLOAD_MAX_MEMORY_SIZE", str(5 * 1024 * 1024)))
+
+# Task state store (django-flows names). Defaults live in flowr/config.py.
+FLOWS_STATE_STORE = env("FLOWS_STATE_STORE", "flowr.statestore.django_store")
+FLOWS_REDIS_STATE_STORE_HOST = env("FLOWS_REDIS_STATE_STORE_HOST", "localhost")
+FLOWS_REDIS_STATE_STORE_PORT = int(env("FLOWS_REDIS_STATE_STORE_PORT", "6379"))
+FLOWS_REDIS_STATE_STORE_DB = int(env("FLOWS_REDIS_STATE_STORE_DB", "0"))
+FLOWS_REDIS_STATE_STORE_USER = env("FLOWS_REDIS_STATE_STORE_USER", "")
+FLOWS_REDIS_STATE_STORE_PASSWORD = env("FLOWS_REDIS_STATE_STORE_PASSWORD", "")
+FLOWS_TASK_IDLE_TIMEOUT = int(env("FLOWS_TASK_IDLE_TIMEOUT", str(20 * 60)))
+
+if not DEBUG:
+    SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = int(env("SECURE_HSTS_SECONDS", str(60 * 60 * 24 * 365)))
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", True)
+    SECURE_CONTENT_TYPE_NOSNIFF = True
+    SECURE_REFERRER_POLICY = "same-origin"
+    X_FRAME_OPTIONS = "DENY"
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "WARNING")},
+}

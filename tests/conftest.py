@@ -1,0 +1,117 @@
+"""Shared fixtures: registry snapshot, services (Redis, PostgreSQL, Chromium), factories."""
+import os
+import shutil
+import socket
+
+import pytest
+
+REQUIRE_SERVICES = os.environ.get("FLOWR_REQUIRE_SERVICES") == "1"
+REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
+REDIS_TEST_DB = 9  # a separate DB number; flushed by the tests that use it
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = os.path.join(os.path.dirname(os.path.dirname(__file__)), "artifacts")
+
+
+def need_service(name, available, how):
+    """Skip loudly, or fail under FLOWR_REQUIRE_SERVICES=1, when a service is missing."""
+    if available:
+        return
+    message = f"{name} is not available ({how})"
+    if REQUIRE_SERVICES:
+        pytest.fail(f"FLOWR_REQUIRE_SERVICES=1 but {message}", pytrace=False)
+    pytest.skip(f"SKIPPED FOR MISSING SERVICE: {message}")
+
+
+def port_open(host, port):
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(autouse=True)
+def _registry_snapshot():
+    """Restore the rules registry and the compiled-version cache after each test."""
+    from flowr import engine
+    from flowr.rules import registry
+
+    snapshot = registry._snapshot()
+    engine.clear_cache()
+    yield
+    registry._restore(snapshot)
+    engine.clear_cache()
+
+
+@pytest.fixture
+def redis_url():
+    need_service("Redis", port_open(REDIS_HOST, REDIS_PORT), f"{REDIS_HOST}:{REDIS_PORT}")
+    return f"redis://{REDIS_HOST}:{REDIS_PORT}/{REDIS_TEST_DB}"
+
+
+@pytest.fixture
+def chromium_path():
+    need_service("Chromium", os.path.exists(CHROMIUM) or shutil.which("chromium"), CHROMIUM)
+    return CHROMIUM if os.path.exists(CHROMIUM) else shutil.which("chromium")
+
+
+@pytest.fixture
+def artifacts_dir():
+    os.makedirs(ARTIFACTS, exist_ok=True)
+    return ARTIFACTS
+
+
+@pytest.fixture
+def postgres_only(db):
+    """Skip on SQLite: this test runs in the PostgreSQL pass of `make test`."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("runs in the PostgreSQL pass (DATABASE_URL); this pass uses "
+                    f"{connection.vendor}")
+
+
+def pytest_sessionstart(session):
+    url = os.environ.get("DATABASE_URL", "")
+    if url.startswith(("postgres://", "postgresql://")) and not port_open("127.0.0.1", 5432):
+        if REQUIRE_SERVICES:
+            pytest.exit("FLOWR_REQUIRE_SERVICES=1 but PostgreSQL is not reachable", returncode=1)
+        pytest.exit("SKIPPED FOR MISSING SERVICE: PostgreSQL is not reachable on "
+                    "127.0.0.1:5432; the PostgreSQL pass did not run", returncode=0)
+
+
+# -- factories ----------------------------------------------------------------------
+
+@pytest.fixture
+def admin_user(django_user_model):
+    return django_user_model.objects.create_superuser("admin", "admin@example.com", "pw")
+
+
+@pytest.fixture
+def staff_client(client, admin_user):
+    client.force_login(admin_user)
+    return client
+
+
+@pytest.fixture
+def example_machine(db):
+    """The flowr example A→C→(D|E), E→A, built through the builder and published."""
+    from flowr import builder
+
+    machine = builder.create_machine("flowr_example", "Example")
+    a = machine.root_state
+    c = builder.add_child(a, "flowr_example.C")
+    builder.add_child(c, "flowr_example.D")
+    e = builder.add_child(c, "flowr_example.E")
+    builder.connect(e, a)
+    machine.publish()
+    return machine
+
+
+@pytest.fixture
+def demo_machines(db):
+    from flowr.demo.setup import load_demo
+    from flowr.models import Machine
+
+    load_demo()
+    return {m.rule_set.key: m for m in Machine.objects.select_related("rule_set")}
