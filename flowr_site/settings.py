@@ -106,6 +106,9 @@ SQLITE_PATH = env("FLOWR_SQLITE_PATH", str(BASE_DIR / "db.sqlite3"))
 DATABASE_URL = env("DATABASE_URL")
 if DATABASE_URL:
     DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
+    # Lets parallel test runs on one server use different test databases.
+    if env("FLOWR_PG_TEST_DB"):
+        DATABASES["default"]["TEST"] = {"NAME": env("FLOWR_PG_TEST_DB")}
 else:
     DATABASES = {
         "default": {
