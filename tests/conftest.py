@@ -115,3 +115,48 @@ def demo_machines(db):
 
     load_demo()
     return {m.rule_set.key: m for m in Machine.objects.select_related("rule_set")}
+
+
+# -- browser (Playwright driving Debian's Chromium) -----------------------------------
+
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking",
+                 "--disable-component-update", "--disable-gpu", "--no-first-run",
+                 "--disable-sync", "--disable-quic"]
+
+
+@pytest.fixture(scope="session")
+def _browser():
+    if not (os.path.exists(CHROMIUM) or shutil.which("chromium")):
+        yield None
+        return
+    from playwright.sync_api import sync_playwright
+
+    # Playwright's sync API runs an event loop; Django's ORM in the test thread is fine.
+    os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                             args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(_browser, chromium_path, live_server):
+    """A fresh browser page (1366×900) whose base URL is the live server."""
+    context = _browser.new_context(viewport={"width": 1366, "height": 900},
+                                   base_url=live_server.url)
+    context.set_default_timeout(15000)
+    pg = context.new_page()
+    yield pg
+    context.close()
+
+
+@pytest.fixture
+def admin_page(page, admin_user):
+    """A browser page logged in to the admin as a superuser (admin / pw)."""
+    page.goto("/admin/login/")
+    page.fill("#id_username", "admin")
+    page.fill("#id_password", "pw")
+    page.click("input[type=submit]")
+    page.wait_for_url("**/admin/")
+    return page
