@@ -7,6 +7,7 @@ cached by (id, checksum) and a step never re-reads the graph.
 """
 import hashlib
 import json
+import logging
 from collections import OrderedDict
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from .models import HistoryEntry, Instance, Machine, MachineVersion
 from .rules import get_rule_set
 
 DEFINITION_FORMAT = 1
+logger = logging.getLogger(__name__)
 
 
 # -- versions -------------------------------------------------------------------
@@ -137,17 +139,33 @@ def clear_cache():
     _CACHE.clear()
 
 
+def compile_many(versions):
+    """Compile several versions, loading every uncached, deferred definition in one query."""
+    missing = {}
+    for version in versions:
+        if ((version.pk, version.checksum) not in _CACHE
+                and "definition" in version.get_deferred_fields()):
+            missing.setdefault(version.pk, version)
+    if missing:
+        rows = MachineVersion.objects.filter(pk__in=missing).values_list("pk", "definition")
+        for pk, definition in rows:
+            missing[pk].definition = definition
+    return [compiled(version) for version in (*missing.values(), *versions)][len(missing):]
+
+
 # -- task state -------------------------------------------------------------------
 
 def task_state_of(instance):
     """The instance's task state dict, loaded once per object from the state store."""
-    from .statestore import StateNotFound, get_store
+    from .statestore import StateNotFound, StoreUnavailable, get_store
 
     if "_flowr_task_state" not in instance.__dict__:
         try:
             state = get_store().get_state(str(instance.pk))
         except StateNotFound:
             state = {}
+        except StoreUnavailable as exc:
+            raise _unavailable(instance, "read", exc) from exc
         instance.__dict__["_flowr_task_state"] = state
         instance.__dict__["_flowr_task_state_saved"] = _dump(state)
     return instance.__dict__["_flowr_task_state"]
@@ -164,6 +182,18 @@ def save_task_state(instance, state=None):
     instance.__dict__["_flowr_task_state_saved"] = _dump(state)
     instance.last_activity = timezone.now()
     Instance.objects.filter(pk=instance.pk).update(last_activity=instance.last_activity)
+
+
+def _unavailable(instance, verb, exc):
+    """A TaskStateUnavailable (a StepError) naming the instance, from a store error."""
+    from .statestore import TaskStateUnavailable
+
+    if isinstance(exc, TaskStateUnavailable):
+        return exc
+    return TaskStateUnavailable(
+        f"The task state of instance {instance.pk} could not be {verb}: {exc} Nothing was "
+        f"changed: the instance keeps its position, history and task state.",
+        instance=instance)
 
 
 def _dump(state):
@@ -304,7 +334,7 @@ def step(instance, to=None, user=None, note="", data=None, expected_state=None):
             from_name=graph.names[source], to_key=target, to_name=graph.names[target],
             version_id=locked.version_id, user=_user(user), at=now, note=note or "",
             data=data or {})
-        undo.append(_flush_task_state(locked))
+        undo.append(_flush_task_state(locked, touch=True))
     for field in ("state_key", "state_name", "step_count", "last_activity", "status"):
         setattr(instance, field, getattr(locked, field))
     for attr in ("_flowr_task_state", "_flowr_task_state_saved"):
@@ -345,21 +375,29 @@ def _forget_task_state(instance):
     instance.__dict__.pop("_flowr_task_state_saved", None)
 
 
-def _flush_task_state(instance):
+def _flush_task_state(instance, touch=False):
     """Write task state changed by hooks, last inside the step's transaction.
+
+    Unchanged state is only touched (`touch`): a step is interaction, so it restarts
+    the state's idle timeout just as it refreshes the instance's last_activity.
 
     For a transactional store (Django models) the write rolls back with the step.
     For Redis the write happens just before COMMIT; the returned undo callable puts
     the previous value back if COMMIT then fails.
     """
-    if not _task_state_changed(instance):
-        return None
-    from .statestore import get_store
+    from .statestore import StoreUnavailable, get_store
 
     store = get_store()
     task_id = str(instance.pk)
+    if not _task_state_changed(instance):
+        if touch:
+            _touch(store, task_id)
+        return None
     previous = json.loads(instance.__dict__["_flowr_task_state_saved"])
-    store.put_state(task_id, instance.__dict__["_flowr_task_state"])
+    try:
+        store.put_state(task_id, instance.__dict__["_flowr_task_state"])
+    except StoreUnavailable as exc:
+        raise _unavailable(instance, "saved", exc) from exc
     instance.__dict__["_flowr_task_state_saved"] = _dump(instance.__dict__["_flowr_task_state"])
     if store.transactional:
         return None
@@ -370,6 +408,16 @@ def _flush_task_state(instance):
         except Exception:  # noqa: BLE001 - the store is down: nothing more to do
             pass
     return undo
+
+
+def _touch(store, task_id):
+    from .statestore import StoreUnavailable
+
+    try:
+        store.touch_state(task_id)
+    except StoreUnavailable as exc:
+        # The step did not need the task state; it should not fail because of it.
+        logger.warning("Could not refresh the idle timeout of task %s: %s", task_id, exc)
 
 
 @contextmanager

@@ -1,7 +1,7 @@
 """The task-state store interface (django-flows' FLOWS_STATE_STORE)."""
 import json
 
-from ..exceptions import FlowrError
+from ..exceptions import FlowrError, StepError
 
 
 class StateNotFound(FlowrError, KeyError):
@@ -10,6 +10,10 @@ class StateNotFound(FlowrError, KeyError):
 
 class StoreUnavailable(FlowrError):
     """The store cannot be reached or refused the request (e.g. Redis down, bad password)."""
+
+
+class TaskStateUnavailable(StoreUnavailable, StepError):
+    """An instance's task state could not be read or written; its step was rolled back."""
 
 
 class StateNotSerialisable(FlowrError, TypeError):
@@ -43,6 +47,13 @@ class BaseStateStore:
     def delete_state(self, task_id):
         """Forget the state of `task_id` (no error if absent)."""
         raise NotImplementedError
+
+    def touch_state(self, task_id):
+        """Restart the idle timeout of `task_id` without changing it (no error if absent)."""
+        try:
+            self.get_state(task_id)  # reading counts as interaction in every store
+        except StateNotFound:
+            pass
 
     def health(self):
         """Raise StoreUnavailable if the store cannot serve requests."""

@@ -36,6 +36,12 @@ class StateStore(BaseStateStore):
         self._model().objects.update_or_create(
             task_id=task_id, defaults={"state": state, "updated_at": timezone.now()})
 
+    def touch_state(self, task_id):
+        rows = self._model().objects.filter(task_id=task_id)
+        cutoff = self._cutoff()
+        if cutoff is not None:
+            rows.filter(updated_at__gte=cutoff).update(updated_at=timezone.now())
+
     def delete_state(self, task_id):
         self._model().objects.filter(task_id=task_id).delete()
 

@@ -1,0 +1,136 @@
+"""Task state kept in Redis, one JSON string per task with a TTL of FLOWS_TASK_IDLE_TIMEOUT.
+
+Every operation is one round trip: SET ... EX on put, GETEX ... EX on get (reading
+refreshes the idle timeout), DEL on delete. Nothing ever scans keys: expired state
+is removed by Redis itself. The store is not transactional; the engine writes task
+state last inside a step's transaction and puts the old value back if the commit
+then fails (see flowr.engine._flush_task_state).
+"""
+import json
+import threading
+from contextlib import contextmanager
+
+import redis
+from redis.backoff import NoBackoff
+from redis.exceptions import (
+    AuthenticationError, NoPermissionError, RedisError, ResponseError,
+)
+from redis.retry import Retry
+
+from .. import config
+from .base import BaseStateStore, StateNotFound, StoreUnavailable, dumps
+
+KEY_PREFIX = "flowr:task_state:"
+
+_clients = {}  # connection settings -> redis.Redis on ONE ConnectionPool, per process
+_clients_lock = threading.Lock()
+
+
+def _connection_settings():
+    """The connection settings, read when used (a tuple, the key of the pool)."""
+    timeout = config.get("FLOWS_REDIS_STATE_STORE_SOCKET_TIMEOUT")
+    return (
+        config.get("FLOWS_REDIS_STATE_STORE_HOST"),
+        int(config.get("FLOWS_REDIS_STATE_STORE_PORT")),
+        int(config.get("FLOWS_REDIS_STATE_STORE_DB")),
+        config.get("FLOWS_REDIS_STATE_STORE_USER") or None,
+        config.get("FLOWS_REDIS_STATE_STORE_PASSWORD") or None,
+        float(timeout) if timeout else None,
+    )
+
+
+def client(settings=None):
+    """The process-wide redis.Redis client for the given (default: current) settings."""
+    settings = settings or _connection_settings()
+    found = _clients.get(settings)
+    if found is not None:
+        return found
+    with _clients_lock:
+        if settings not in _clients:
+            host, port, db, user, password, timeout = settings
+            pool = redis.ConnectionPool(
+                host=host, port=port, db=db, username=user, password=password,
+                socket_timeout=timeout, socket_connect_timeout=timeout,
+                # One immediate retry replaces a pooled connection the server closed.
+                retry=Retry(NoBackoff(), 1),
+            )
+            _clients[settings] = redis.Redis(connection_pool=pool)
+        return _clients[settings]
+
+
+def reset_pools():
+    """Disconnect and forget every pool of this process (tests, after fork)."""
+    with _clients_lock:
+        for found in _clients.values():
+            found.connection_pool.disconnect()
+        _clients.clear()
+
+
+def _where(settings):
+    host, port, db, user = settings[:4]
+    who = f" as user '{user}'" if user else ""
+    return f"Redis task-state store at {host}:{port}/{db}{who}"
+
+
+def _explain(exc, settings):
+    """A message naming the server and what to check, for a redis-py error."""
+    where = _where(settings)
+    text = str(exc)
+    if isinstance(exc, AuthenticationError) or text.startswith(("WRONGPASS", "NOAUTH")):
+        return (f"{where} refused the credentials ({text}). Check "
+                f"FLOWS_REDIS_STATE_STORE_USER and FLOWS_REDIS_STATE_STORE_PASSWORD.")
+    if isinstance(exc, NoPermissionError) or text.startswith("NOPERM"):
+        return (f"{where} refused a command ({text}). Check the ACL of that Redis user: "
+                f"it needs GETEX, SET, DEL and PING on keys '{KEY_PREFIX}*'.")
+    if isinstance(exc, ResponseError):
+        return f"{where} answered with an error ({text})."
+    return (f"{where} cannot be reached ({type(exc).__name__}: {text}). Check that Redis "
+            f"is running there and that FLOWS_REDIS_STATE_STORE_HOST, _PORT and _DB are "
+            f"right.")
+
+
+class StateStore(BaseStateStore):
+    """Task state in Redis as JSON, expiring after FLOWS_TASK_IDLE_TIMEOUT idle seconds."""
+
+    transactional = False
+
+    @contextmanager
+    def _redis(self):
+        settings = _connection_settings()
+        try:
+            yield client(settings)
+        except RedisError as exc:
+            raise StoreUnavailable(_explain(exc, settings), store="redis") from exc
+
+    def get_state(self, task_id):
+        timeout = config.task_idle_timeout()
+        with self._redis() as r:
+            key = KEY_PREFIX + task_id
+            raw = r.getex(key, ex=timeout) if timeout else r.get(key)
+        if raw is None:
+            raise StateNotFound(f"No task state for task {task_id}.", task_id=task_id)
+        try:
+            return json.loads(raw)
+        except ValueError as exc:
+            raise StoreUnavailable(f"The task state of task {task_id} in Redis is not valid "
+                                   f"JSON ({exc}); delete the key {key}.") from exc
+
+    def put_state(self, task_id, state):
+        payload = dumps(state)  # refuses non-JSON before anything is sent
+        timeout = config.task_idle_timeout()
+        with self._redis() as r:
+            r.set(KEY_PREFIX + task_id, payload, ex=timeout or None)
+
+    def delete_state(self, task_id):
+        with self._redis() as r:
+            r.delete(KEY_PREFIX + task_id)
+
+    def touch_state(self, task_id):
+        timeout = config.task_idle_timeout()
+        if timeout:
+            with self._redis() as r:
+                r.expire(KEY_PREFIX + task_id, timeout)
+
+    def health(self):
+        with self._redis() as r:
+            r.ping()
