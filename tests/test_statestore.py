@@ -176,6 +176,22 @@ def test_reading_refreshes_the_idle_timeout(store):
     assert store.get_state("t1") == {"a": 1}
 
 
+@pytest.mark.django_db
+def test_django_store_without_update_returning_behaves_the_same(settings, monkeypatch):
+    from flowr.statestore import django_store
+
+    monkeypatch.setattr(django_store, "_update_returning", lambda connection: False)
+    settings.FLOWS_STATE_STORE, settings.FLOWS_TASK_IDLE_TIMEOUT = DJANGO_STORE, 60
+    store = get_store()
+    store.put_state("t1", {"a": [1, 2]})
+    age(store, "t1", 59.7)
+    assert store.get_state("t1") == {"a": [1, 2]}
+    assert remaining(store, "t1") > 55
+    age(store, "t1", 61)
+    with pytest.raises(StateNotFound):
+        store.get_state("t1")
+
+
 @pytest.mark.parametrize("bad", [
     {"tags": {"a", "b"}},
     {"when": datetime(2026, 1, 1)},

@@ -2,13 +2,27 @@
 import json
 from datetime import timedelta
 
+from django.db import IntegrityError, connections, router, transaction
 from django.utils import timezone
 
 from .. import config
 from .base import BaseStateStore, StateNotFound, dumps
 
 
+def _update_returning(connection):
+    """True when the database supports UPDATE ... RETURNING (PostgreSQL, SQLite 3.35+)."""
+    if connection.vendor == "postgresql":
+        return True
+    if connection.vendor == "sqlite":
+        from sqlite3 import sqlite_version_info
+
+        return sqlite_version_info >= (3, 35)
+    return False
+
+
 class StateStore(BaseStateStore):
+    """Task state in TaskStateRecord rows; writes roll back with the step's transaction."""
+
     transactional = True
 
     def _model(self):
@@ -21,20 +35,53 @@ class StateStore(BaseStateStore):
         return timezone.now() - timedelta(seconds=timeout) if timeout else None
 
     def get_state(self, task_id):
-        rows = self._model().objects.filter(task_id=task_id)
+        # Read and refresh (reading counts as interaction) in one statement.
+        model = self._model()
+        connection = connections[router.db_for_write(model)]
+        if _update_returning(connection):
+            state = self._get_returning(model, connection, task_id)
+        else:
+            state = self._get_then_read(model, task_id)
+        if state is None:
+            raise StateNotFound(f"No task state for task {task_id}.", task_id=task_id)
+        return state
+
+    def _get_returning(self, model, connection, task_id):
+        meta, qn = model._meta, connection.ops.quote_name
+        stamp = meta.get_field("updated_at")
+        sql = (f"UPDATE {qn(meta.db_table)} SET {qn(stamp.column)} = %s "
+               f"WHERE {qn(meta.pk.column)} = %s")
+        params = [stamp.get_db_prep_value(timezone.now(), connection), task_id]
+        cutoff = self._cutoff()
+        if cutoff is not None:
+            sql += f" AND {qn(stamp.column)} >= %s"
+            params.append(stamp.get_db_prep_value(cutoff, connection))
+        field = meta.get_field("state")
+        with connection.cursor() as cursor:
+            cursor.execute(f"{sql} RETURNING {qn(field.column)}", params)
+            row = cursor.fetchone()
+        return None if row is None else field.from_db_value(row[0], None, connection)
+
+    def _get_then_read(self, model, task_id):
+        rows = model.objects.filter(task_id=task_id)
         cutoff = self._cutoff()
         if cutoff is not None:
             rows = rows.filter(updated_at__gte=cutoff)
-        now = timezone.now()
-        # Refresh on access: reading counts as interaction.
-        if not rows.update(updated_at=now):
-            raise StateNotFound(f"No task state for task {task_id}.", task_id=task_id)
-        return self._model().objects.values_list("state", flat=True).get(task_id=task_id)
+        if not rows.update(updated_at=timezone.now()):
+            return None
+        return model.objects.values_list("state", flat=True).filter(task_id=task_id).first()
 
     def put_state(self, task_id, state):
-        state = json.loads(dumps(state))
-        self._model().objects.update_or_create(
-            task_id=task_id, defaults={"state": state, "updated_at": timezone.now()})
+        state = json.loads(dumps(state))  # validated and copied: JSON only
+        rows, now = self._model().objects, timezone.now()
+        # One UPDATE in the common case; INSERT only for a new task id.
+        if rows.filter(task_id=task_id).update(state=state, updated_at=now):
+            return
+        try:
+            with transaction.atomic():
+                rows.create(task_id=task_id, state=state, updated_at=now)
+        except IntegrityError:  # created concurrently: ours is the later write
+            rows.filter(task_id=task_id).update(state=state, updated_at=now)
 
     def touch_state(self, task_id):
         rows = self._model().objects.filter(task_id=task_id)
