@@ -501,3 +501,15 @@ def test_successful_step_writes_the_new_task_state(store, rollback_machine):
     instance.step(to="Write")
     assert store.get_state(str(instance.pk)) == {"note": "new"}
     assert Instance.objects.get(pk=instance.pk).state_name == "Write"
+
+
+def test_django_store_health_names_the_store_when_its_table_is_missing(db, settings,
+                                                                       monkeypatch):
+    from django.db import transaction
+
+    settings.FLOWS_STATE_STORE = DJANGO_STORE
+    get_store().health()  # fine with the table in place
+    monkeypatch.setattr(TaskStateRecord._meta, "db_table", "flowr_no_such_table")
+    with pytest.raises(StoreUnavailable, match="Django task-state store .*run migrate"):
+        with transaction.atomic():  # a savepoint keeps PostgreSQL's test transaction usable
+            get_store().health()

@@ -2,11 +2,11 @@
 import json
 from datetime import timedelta
 
-from django.db import IntegrityError, connections, router, transaction
+from django.db import DatabaseError, IntegrityError, connections, router, transaction
 from django.utils import timezone
 
 from .. import config
-from .base import BaseStateStore, StateNotFound, dumps
+from .base import BaseStateStore, StateNotFound, StoreUnavailable, dumps
 
 
 def _update_returning(connection):
@@ -91,6 +91,15 @@ class StateStore(BaseStateStore):
 
     def delete_state(self, task_id):
         self._model().objects.filter(task_id=task_id).delete()
+
+    def health(self):
+        try:
+            self._model().objects.filter(task_id="").exists()
+        except DatabaseError as exc:
+            raise StoreUnavailable(
+                f"Django task-state store (flowr.statestore.django_store) cannot read its "
+                f"table ({str(exc).splitlines()[0]}); check the database and run migrate."
+            ) from exc
 
     def cleanup(self):
         """Delete expired rows; returns how many were removed."""

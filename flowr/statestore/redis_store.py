@@ -58,14 +58,6 @@ def client(settings=None):
         return _clients[settings]
 
 
-def reset_pools():
-    """Disconnect and forget every pool of this process (tests, after fork)."""
-    with _clients_lock:
-        for found in _clients.values():
-            found.connection_pool.disconnect()
-        _clients.clear()
-
-
 def _where(settings):
     host, port, db, user = settings[:4]
     who = f" as user '{user}'" if user else ""
