@@ -285,6 +285,7 @@ class InstanceMoveMixin:
     """Admin action moving instances between machine versions (dry run, then confirm)."""
 
     move_preview_template = "admin/flowr/instance/move_preview.html"
+    actions = ("move_to_version",)
 
     def get_urls(self):
         view, info = self.admin_site.admin_view, (self.opts.app_label, self.opts.model_name)
