@@ -1,10 +1,15 @@
 """Task state kept in Redis, one JSON string per task with a TTL of FLOWS_TASK_IDLE_TIMEOUT.
 
 Every operation is one round trip: SET ... EX on put, GETEX ... EX on get (reading
-refreshes the idle timeout), DEL on delete. Nothing ever scans keys: expired state
-is removed by Redis itself. The store is not transactional; the engine writes task
-state last inside a step's transaction and puts the old value back if the commit
-then fails (see flowr.engine._flush_task_state).
+refreshes the idle timeout), EXPIRE when a step leaves the state unchanged, DEL on
+delete. Nothing ever scans keys: expired state is removed by Redis itself.
+
+Ordering with the database: Redis is not transactional, so the engine writes task
+state as the last thing inside a step's transaction, just before COMMIT. A hook or
+guard that fails raises before that write, so Redis is never touched; if COMMIT
+itself fails, the engine puts the previous value back (flowr.engine._flush_task_state).
+A step run inside an outer transaction.atomic() block that later rolls back cannot
+be undone in Redis; call steps outside such blocks.
 """
 import json
 import threading
