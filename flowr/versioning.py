@@ -128,6 +128,12 @@ def diagram_input(definition):
     return nodes, [tuple(t) for t in definition["transitions"]]
 
 
+def transition_names(definition):
+    """The definition's transitions as (parent name, child name) pairs."""
+    names = {s["key"]: s["name"] for s in definition["states"]}
+    return [(names.get(p, p), names.get(c, c)) for p, c in definition["transitions"]]
+
+
 # -- snapshots of revisions -----------------------------------------------------------
 
 @dataclass

@@ -105,6 +105,7 @@ class MachineVersioningMixin(VersionAdmin):
             title=f"Revision of {machine} from {version.revision.date_created:%Y-%m-%d %H:%M}",
             version=version, snapshot=snap, definition=definition, diff=diff,
             errors=versioning.snapshot_errors(snap), diagram=_diagram(definition),
+            transition_names=versioning.transition_names(definition),
             can_revert=self.has_change_permission(request, machine),
             revert_url=self._url("revert", quote(machine.pk), version.pk),
             compare_url=self._url("compare", quote(machine.pk)) + f"?a={version.pk}&b=current",
@@ -179,6 +180,7 @@ class MachineVersioningMixin(VersionAdmin):
             title=f"Recover deleted machine {snap.machine['name']}", version=version,
             snapshot=snap, definition=definition, diagram=_diagram(definition),
             errors=versioning.snapshot_errors(snap),
+            transition_names=versioning.transition_names(definition),
             confirm_url=self._url("recover_confirm", version.pk),
             recoverlist_url=self._url("recoverlist"),
         )

@@ -1,0 +1,121 @@
+"""Browser: machine list tools, history, compare two revisions, revert; screenshots."""
+import os
+
+import pytest
+from reversion.models import Version
+
+from flowr import builder
+from flowr.models import Machine
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+def _edited_machine(user):
+    """An orders machine built and then edited, one revision per builder call."""
+    with builder.revision(user, "Created machine Orders"):
+        machine = builder.create_machine("orders", "Orders")
+    with builder.revision(user, "Added state Submitted under Draft"):
+        submitted = builder.add_child(machine.root_state, "orders.Submitted")
+    with builder.revision(user, "Added state Approved under Submitted"):
+        builder.add_child(submitted, "orders.Approved", settings={"max_amount": 500})
+    with builder.revision(user, "Added state Rejected under Submitted"):
+        builder.add_child(submitted, "orders.Rejected")
+    with builder.revision(user, "Removed state Rejected"):
+        builder.remove_state(machine.states.get(name="Rejected"))
+    with builder.revision(user, "Raised the approval limit of Approved to 900"):
+        builder.update_state(machine.states.get(name="Approved"), settings={"max_amount": 900})
+    return machine
+
+
+def _shot(page, artifacts_dir, name):
+    path = os.path.join(artifacts_dir, name)
+    page.screenshot(path=path, full_page=True)
+    assert os.path.getsize(path) > 10_000
+    return path
+
+
+def test_machine_list_shows_import_export_recover_and_add(admin_page, artifacts_dir):
+    page = admin_page
+    page.goto("/admin/flowr/machine/")
+    tools = page.locator(".grp-object-tools")
+    for label in ["Import", "Export", "Recover deleted machines", "Add machine"]:
+        assert tools.get_by_role("link", name=label).is_visible(), label
+    _shot(page, artifacts_dir, "versioning_machine_list.png")
+
+
+def test_history_compare_and_revert(admin_page, admin_user, artifacts_dir):
+    page = admin_page
+    machine = _edited_machine(admin_user)
+    versions = {v.revision.comment: v for v in Version.objects.get_for_object(machine)}
+    older = versions["Added state Rejected under Submitted"]
+
+    page.goto(f"/admin/flowr/machine/{machine.pk}/history/")
+    assert page.get_by_text("Raised the approval limit of Approved to 900").is_visible()
+    page.check(f"input[name=a][value='{older.pk}']")
+    page.check("input[name=b][value='current']")
+    _shot(page, artifacts_dir, "versioning_history.png")
+    page.click("text=Compare selected revisions")
+
+    page.wait_for_url("**/history/compare/**")
+    diff = page.locator(".flowr-diff")
+    assert diff.get_by_text("Removed state 'Rejected' (orders.Rejected).").is_visible()
+    assert diff.get_by_text("max_amount: 500 → 900").is_visible()
+    assert page.locator(".flowr-side-a svg").count() == 1
+    assert page.locator(".flowr-side-b svg").count() == 1
+    _shot(page, artifacts_dir, "versioning_compare.png")
+
+    page.goto(f"/admin/flowr/machine/{machine.pk}/history/{older.pk}/")
+    assert page.locator(".flowr-diff").get_by_text("Removed state 'Rejected'").is_visible()
+    _shot(page, artifacts_dir, "versioning_revision_preview.png")
+    page.click("input[value='Revert to this revision']")
+    page.wait_for_url(f"**/admin/flowr/machine/{machine.pk}/change/")
+    assert page.get_by_text("was reverted to the revision of").is_visible()
+    _shot(page, artifacts_dir, "versioning_after_revert.png")
+
+    machine = Machine.objects.get(pk=machine.pk)
+    assert sorted(machine.states.values_list("name", flat=True)) == [
+        "Approved", "Draft", "Rejected", "Submitted"]
+    assert machine.states.get(name="Approved").settings == {"max_amount": 500}
+
+
+def test_move_preview_and_confirm(admin_page, admin_user, example_machine, artifacts_dir):
+    page = admin_page
+    machine = example_machine
+    v1 = machine.latest_version()
+    at_c = machine.start(admin_user)
+    at_c.step(to="C")
+    at_e = machine.start(admin_user)
+    at_e.step(to="C")
+    at_e.step(to="E")
+    with builder.revision(admin_user, "Pruned E"):
+        builder.prune_state(machine.states.get(name="E"))
+    v2 = machine.publish(admin_user)
+
+    page.goto(f"/admin/flowr/instance/move/?version={v1.pk}&target={v2.pk}")
+    assert page.get_by_text("Removed state 'E' (flowr_example.E).").is_visible()
+    assert page.locator("tr.flowr-refused").get_by_text("does not exist in version 2").is_visible()
+    _shot(page, artifacts_dir, "versioning_move_preview.png")
+    page.click("input[value='Move 1 instance to version 2']")
+    page.wait_for_url("**/admin/flowr/instance/")
+    assert page.get_by_text("Moved 1 instance of 'Example' to version 2").is_visible()
+    at_c.refresh_from_db()
+    at_e.refresh_from_db()
+    assert (at_c.version_id, at_e.version_id) == (v2.pk, v1.pk)
+
+
+def test_recover_preview(admin_page, admin_user, artifacts_dir):
+    import reversion
+
+    page = admin_page
+    machine = _edited_machine(admin_user)
+    with reversion.create_revision():
+        reversion.add_to_revision(machine)
+        machine.delete()
+    page.goto("/admin/flowr/machine/recover/")
+    page.click("table a")
+    assert page.get_by_text("Recovering brings it back").is_visible()
+    _shot(page, artifacts_dir, "versioning_recover_preview.png")
+    page.click("input[value='Recover this machine']")
+    page.wait_for_url("**/change/")
+    assert page.get_by_text("was recovered with 3 states").is_visible()
+    assert Machine.objects.get(name="Orders").states.count() == 3
