@@ -1,6 +1,143 @@
 """Import/export of machines as JSON in the admin (django-import-export)."""
+from django import forms
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied
+from django.http import HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.text import slugify
 from import_export.admin import ImportExportMixin
+from import_export.forms import ExportForm, ImportForm
+from import_export.results import RowResult
+
+from .. import config, interchange
+from ..resources import MachineJSON, MachineResource
+
+MAX_MESSAGES = 20
+
+
+class MachineImportForm(ImportForm):
+    """The import form; refuses a file above FLOWR_IMPORT_MAX_BYTES before reading it."""
+
+    def clean_import_file(self):
+        upload = self.cleaned_data["import_file"]
+        problem = interchange.size_error(upload.size)
+        if problem:
+            raise forms.ValidationError(problem)
+        return upload
+
+
+def json_download(queryset, filename):
+    """An attachment response holding the machines of `queryset` as Flowr JSON."""
+    data = MachineJSON().export_data(MachineResource().export(queryset))
+    response = HttpResponse(data, content_type="application/json; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
 
 
 class MachineImportExportMixin(ImportExportMixin):
-    """Import/Export buttons, dry-run preview and export action for machines."""
+    """Import (preview, then confirm) and export of machines as Flowr JSON."""
+
+    resource_classes = [MachineResource]
+    import_form_class = MachineImportForm
+    export_form_class = ExportForm  # no field picking: every column is needed to round-trip
+    import_template_name = "admin/flowr/machine/import.html"
+    import_error_display = ("message",)
+
+    def get_import_formats(self):
+        return [MachineJSON]
+
+    def get_export_formats(self):
+        return [MachineJSON]
+
+    def has_import_permission(self, request):
+        return self.has_add_permission(request) and self.has_change_permission(request)
+
+    def has_export_permission(self, request):
+        return self.has_view_or_change_permission(request)
+
+    def get_urls(self):
+        info = self.opts.app_label, self.opts.model_name
+        return [
+            path("<path:object_id>/export-json/", self.admin_site.admin_view(self.export_one_view),
+                 name="%s_%s_export_json" % info),
+        ] + super().get_urls()
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        if self.has_export_permission(request):
+            actions["export_machines_json"] = (
+                type(self).export_machines_json, "export_machines_json",
+                "Export selected machines as JSON")
+        return actions
+
+    def export_machines_json(self, request, queryset):
+        """Admin action: download the selected machines as one JSON file."""
+        if not self.has_export_permission(request):
+            raise PermissionDenied
+        return json_download(queryset, self.get_export_filename(request, queryset, None))
+
+    def export_one_view(self, request, object_id):
+        """Download one machine as JSON (a read: GET is fine)."""
+        machine = get_object_or_404(self.get_queryset(request), pk=object_id)
+        if not (self.has_export_permission(request)
+                and self.has_view_or_change_permission(request, machine)):
+            raise PermissionDenied
+        queryset = self.get_queryset(request).filter(pk=machine.pk)
+        return json_download(queryset, f"{slugify(machine.name) or 'machine'}.json")
+
+    def get_export_filename(self, request, queryset, file_format):
+        return f"machines-{timezone.now():%Y-%m-%d}.json"
+
+    def get_import_context_data(self, **kwargs):
+        context = super().get_import_context_data(**kwargs)
+        context["flowr_max_bytes"] = interchange.size_text(config.get("FLOWR_IMPORT_MAX_BYTES"))
+        context["flowr_max_states"] = config.get("FLOWR_IMPORT_MAX_STATES")
+        context["flowr_format"] = interchange.FORMAT
+        return context
+
+    def add_data_read_fail_error_to_form(self, form, e):
+        if isinstance(e, interchange.DocumentError):
+            message = str(e)
+        elif isinstance(e, UnicodeDecodeError):
+            message = ("The file is not UTF-8 text; export it again from Flowr or save it "
+                       "as UTF-8.")
+        else:
+            message = (f"The file could not be read as Flowr JSON ({type(e).__name__}); "
+                       f"choose a file exported by Flowr.")
+        form.add_error("import_file", message)
+
+    def process_import(self, request, **kwargs):
+        try:
+            return super().process_import(request, **kwargs)
+        except (interchange.DocumentError, OSError, UnicodeDecodeError) as exc:
+            messages.error(request, f"Nothing was imported: {exc}")
+            return HttpResponseRedirect(self._import_url())
+
+    def process_result(self, result, request):
+        if not (result.has_errors() or result.has_validation_errors()):
+            return super().process_result(result, request)
+        # The data changed between preview and confirm: report it, nothing was written.
+        problems = [f"Row {row.number}: {message}" for row in result.invalid_rows
+                    for message in row.error.messages]
+        problems += [f"Row {number}: {error.error}" for number, errors in result.row_errors()
+                     for error in errors]
+        problems += [str(error.error) for error in result.base_errors]
+        for problem in problems[:MAX_MESSAGES]:
+            messages.error(request, problem)
+        messages.error(request, "Nothing was imported; correct the file and import it again.")
+        return HttpResponseRedirect(self._import_url())
+
+    def add_success_message(self, result, request):
+        names = {kind: [row.object_repr for row in result.rows if row.import_type == kind]
+                 for kind in (RowResult.IMPORT_TYPE_NEW, RowResult.IMPORT_TYPE_UPDATE)}
+        parts = [f"{len(rows)} {kind_name}: {', '.join(rows)}"
+                 for kind_name, rows in (("new", names[RowResult.IMPORT_TYPE_NEW]),
+                                         ("updated", names[RowResult.IMPORT_TYPE_UPDATE]))
+                 if rows]
+        messages.success(request, f"Import finished: {'; '.join(parts) or 'nothing to do'}.")
+
+    def _import_url(self):
+        return reverse("%s:%s_%s_import" % (self.admin_site.name, self.opts.app_label,
+                                            self.opts.model_name))

@@ -1,60 +1,38 @@
-"""Build the demo machines from the demo rule sets (idempotent)."""
+"""Load the demo machines from fixtures/demo_machines.json (idempotent)."""
+import json
+from pathlib import Path
+
 from django.db import transaction
 
-from flowr import builder
+from flowr import interchange
+from flowr.exceptions import FlowrError
 from flowr.models import Machine
 
 DEMO_USERNAME = "demo"
 DEMO_PASSWORD = "flowr-demo"
+FIXTURE = Path(__file__).resolve().parents[2] / "fixtures" / "demo_machines.json"
 
 
-def _build_example(machine):
-    a = machine.root_state
-    c = builder.add_child(a, "flowr_example.C")
-    builder.add_child(c, "flowr_example.D")
-    e = builder.add_child(c, "flowr_example.E")
-    builder.connect(e, a)
-
-
-def _build_orders(machine):
-    draft = machine.root_state
-    submitted = builder.add_child(draft, "orders.Submitted")
-    approved = builder.add_child(submitted, "orders.Approved", settings={"max_amount": 5000})
-    builder.add_child(submitted, "orders.Rejected")
-    rework = builder.add_child(submitted, "orders.Rework")
-    builder.connect(rework, submitted)
-    builder.add_child(approved, "orders.Shipped")
-
-
-def _build_support(machine):
-    new = machine.root_state
-    opened = builder.add_child(new, "support.Open")
-    waiting = builder.add_child(opened, "support.Waiting")
-    resolved = builder.add_child(opened, "support.Resolved")
-    builder.connect(waiting, opened)
-    builder.add_child(resolved, "support.Closed")
-    builder.connect(resolved, opened)
-
-
-DEMOS = [
-    ("Flowr example", "flowr_example", "A→C→(D|E) with the loop E→A.", _build_example),
-    ("Order approval", "orders", "Orders reviewed by managers, with a rework loop.",
-     _build_orders),
-    ("Support ticket", "support", "Tickets cycling between open and waiting.", _build_support),
-]
+def demo_documents():
+    """The demo machine documents (Flowr JSON, format 1)."""
+    return json.loads(FIXTURE.read_text(encoding="utf-8"))
 
 
 def load_demo():
-    """Create and publish the demo machines that do not exist yet; returns their names."""
+    """Import, publish and start the demo machines that do not exist yet; returns their names."""
     created = []
-    for name, rule_set, description, build in DEMOS:
-        if Machine.objects.filter(name=name).exists():
+    for doc in demo_documents():
+        if Machine.objects.filter(name=doc["name"]).exists() or \
+                Machine.objects.filter(uuid=interchange.uuid_of(doc)).exists():
             continue
+        errors = interchange.validate_document(doc)
+        if errors:
+            raise FlowrError(f"The demo fixture {FIXTURE.name} does not match the demo rules: "
+                             + " ".join(errors), errors=errors)
         with transaction.atomic():
-            machine = builder.create_machine(rule_set, name, description)
-            build(machine)
+            machine, _ = interchange.apply_document(doc, validate=False)
             machine.publish()
             for _ in range(3):
                 machine.start()
-        created.append(name)
+        created.append(machine.name)
     return created
