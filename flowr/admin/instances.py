@@ -120,14 +120,14 @@ def _step_button(instance, option, label, needs_data, change_url):
 class InstanceAdmin(InstanceMoveMixin, admin.ModelAdmin):
     """Running machines: stepped with buttons, never edited by hand."""
 
-    list_display = ["instance_label", "machine", "version_label", "state_name", "status_label",
+    list_display = ["instance_label", "machine", "version_label", "current_state", "status_label",
                     "last_activity", "started_by", "next_steps"]
     list_display_links = ["instance_label"]
     list_select_related = ["machine", "version", "started_by"]
     list_filter = ["machine", VersionFilter, StateFilter, StatusFilter]
     search_fields = ["id"]
     search_help_text = "Search by instance id (or its first characters)."
-    fields = ["instance_label", "machine", "version_label", "state_name", "status_label",
+    fields = ["instance_label", "machine", "version_label", "current_state", "status_label",
               "started_by", "started_at", "last_activity", "step_count"]
     readonly_fields = fields
     # Keep the actions of InstanceMoveMixin (moving to another version).
@@ -178,6 +178,10 @@ class InstanceAdmin(InstanceMoveMixin, admin.ModelAdmin):
     @admin.display(description="version", ordering="version__number")
     def version_label(self, obj):
         return f"v{obj.version.number}"
+
+    @admin.display(description="current state", ordering="state_name")
+    def current_state(self, obj):
+        return obj.state_name
 
     @admin.display(description="status", ordering="status")
     def status_label(self, obj):
