@@ -1,0 +1,114 @@
+"""Instance admin pages: render time and query count of the list and of one instance page.
+
+    python bench/admin_pages.py
+
+Uses a temporary SQLite file with the project's settings (DEBUG off), the demo machines,
+and instances spread over their states with bulk_create. A logged-in superuser requests
+the pages through django.test.Client; times are medians of RUNS warm requests. Prints:
+
+    instance_list_ms, instance_list_queries   (10,000 instances, first page of 100)
+    instance_list_queries_10                  (10 instances)
+    instance_page_ms, instance_page_queries   (one instance with a few steps of history)
+"""
+import random
+import statistics
+import sys
+import time
+import warnings
+
+from _django import setup
+
+RUNS = 15
+INSTANCES = 10_000
+
+
+def add_instances(count, user, seed=0):
+    """bulk_create `count` instances over the demo machines, in random states."""
+    from django.utils import timezone
+
+    from flowr import engine
+    from flowr.models import Instance, Machine
+
+    rng = random.Random(seed)
+    versions = [m.latest_version() for m in Machine.objects.order_by("pk")]
+    now = timezone.now()
+    rows = []
+    for i in range(count):
+        version = versions[i % len(versions)]
+        graph = engine.compiled(version)
+        key = rng.choice(list(graph.names))
+        rows.append(Instance(
+            machine_id=version.machine_id, version=version, state_key=key,
+            state_name=graph.names[key], started_by=user, started_at=now, last_activity=now,
+            status=Instance.ACTIVE if graph.children[key] else Instance.FINISHED))
+    Instance.objects.bulk_create(rows, batch_size=1000)
+
+
+def measure(client, url):
+    """(median ms, queries) of warm GET requests of `url`."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    client.get(url)  # warm: compiled definitions, templates, permission caches
+    times = []
+    for _ in range(RUNS):
+        start = time.perf_counter()
+        response = client.get(url)
+        times.append((time.perf_counter() - start) * 1000)
+        assert response.status_code == 200, (url, response.status_code)
+    with CaptureQueriesContext(connection) as queries:
+        client.get(url)
+    return statistics.median(times), len(queries)
+
+
+def stepped_instance(user):
+    """A support ticket with some history and task state."""
+    from flowr.models import Machine
+
+    ticket = Machine.objects.get(rule_set__key="support").start(user=user)
+    for name in ("Open", "Waiting on customer", "Open", "Resolved", "Open"):
+        ticket.step(to=name, user=user, note=f"to {name}")
+    return ticket
+
+
+def main():
+    warnings.filterwarnings("ignore", message="No directory at")  # whitenoise: no collectstatic
+    setup()
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+    from django.test.utils import override_settings
+    from django.urls import reverse
+
+    from flowr.demo.setup import load_demo
+    from flowr.models import Instance
+
+    # DEBUG is off; serve static URLs without a collectstatic manifest.
+    override_settings(STORAGES={
+        "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }).enable()
+    load_demo()
+    Instance.objects.all().delete()
+    user = get_user_model().objects.create_superuser("bench", "bench@example.com", "pw")
+    client = Client()
+    client.force_login(user)
+    url = reverse("admin:flowr_instance_changelist")
+
+    add_instances(10, user)
+    _, queries_10 = measure(client, url)
+    add_instances(INSTANCES - 10, user, seed=1)
+    list_ms, list_queries = measure(client, url)
+    ticket = stepped_instance(user)
+    page_ms, page_queries = measure(client, reverse("admin:flowr_instance_change",
+                                                    args=[ticket.pk]))
+    print(f"instance_list_ms: {list_ms:.1f}")
+    print(f"instance_list_queries: {list_queries}")
+    print(f"instance_list_queries_10: {queries_10}")
+    print(f"instance_page_ms: {page_ms:.1f}")
+    print(f"instance_page_queries: {page_queries}")
+    print(f"(instances: {Instance.objects.count()}, runs per figure: {RUNS}, "
+          f"database: SQLite file)", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
