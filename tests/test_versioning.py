@@ -10,7 +10,7 @@ from reversion.models import Revision, Version
 
 from flowr import builder, versioning
 from flowr.models import Machine, State, Transition
-from flowr.rules import Rule, RuleSet, register, unregister
+from flowr.rules import Rule, RuleSet, get_rule_set, register, unregister
 
 pytestmark = pytest.mark.django_db
 
@@ -353,3 +353,46 @@ def test_machine_list_shows_import_export_recover_and_add(staff_client):
                  "/admin/flowr/machine/recover/", "/admin/flowr/machine/add/"]:
         assert f'href="{href}' in html or f"href='{href}" in html, href
     assert "Recover deleted machines" in html
+
+
+def test_revert_refused_when_a_settings_form_changed(admin_user):
+    machine = _build_orders(admin_user)
+    target = _latest_version(machine)
+    with builder.revision(admin_user, "Remove Rejected"):
+        builder.remove_state(_state(machine, "Rejected"))
+    orders = get_rule_set("orders")
+    unregister("orders")
+
+    class StricterApproval(forms.Form):
+        max_amount = forms.IntegerField(min_value=0)
+        approver = forms.CharField()
+
+    rules = dict(orders.rules)
+    rules["Approved"] = type("Approved", (rules["Approved"],), {"settings_form": StricterApproval})
+    register(RuleSet("orders", "Orders", root="Draft", rules=list(rules.values())))
+
+    with pytest.raises(versioning.RevisionError, match="approver"):
+        versioning.revert(machine, target, user=admin_user)
+    assert not machine.states.filter(name="Rejected").exists()
+
+
+def test_recover_and_archive_need_permissions(admin_user, django_user_model):
+    machine = _build_orders(admin_user)
+    with reversion.create_revision():
+        reversion.add_to_revision(machine)
+        machine.delete()
+    deleted = Version.objects.get_deleted(Machine).get()
+    other = builder.create_machine("orders", "Other")
+    changer = _staff(django_user_model, "changer", "view_machine", "change_machine")
+    changer.cookies["csrftoken"] = "x" * 32
+    token = {"csrfmiddlewaretoken": "x" * 32}
+    assert changer.get(f"/admin/flowr/machine/recover/{deleted.pk}/").status_code == 403
+    assert changer.post(f"/admin/flowr/machine/recover/{deleted.pk}/confirm/",
+                        token).status_code == 403
+    assert not Machine.objects.filter(pk=machine.pk).exists()
+    viewer = _staff(django_user_model, "viewer", "view_machine")
+    viewer.cookies["csrftoken"] = "x" * 32
+    viewer.post("/admin/flowr/machine/", dict(token, action="archive_machines",
+                                              _selected_action=[other.pk]))
+    other.refresh_from_db()
+    assert not other.archived
