@@ -495,3 +495,33 @@ def test_instance_page_query_count_does_not_grow(staff_client, demo_machines, ad
     at(ticket, "Waiting on customer", "Open", "Waiting on customer", "Open")
     assert count_queries(staff_client, change_url(ticket)) == small
 
+
+
+def test_step_and_task_state_posts_need_the_csrf_token(admin_user, orders):
+    from django.test import Client
+
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(admin_user)
+    assert post_step(client, orders).status_code == 403
+    assert client.post(task_state_url(orders), {"task_state": "{}"}).status_code == 403
+    assert fresh(orders).state_name == "Draft"
+
+
+def test_step_and_move_actions_are_both_offered(staff_client, orders):
+    html = staff_client.get(LIST).content.decode()
+    assert 'value="step_selected"' in html and 'value="move_to_version"' in html
+
+
+def test_unregistered_rules_are_shown_and_refuse_to_step(staff_client, orders):
+    from flowr.rules import unregister
+
+    unregister("orders")
+    engine.clear_cache()
+    listing = staff_client.get(LIST)
+    assert listing.status_code == 200
+    assert "Rule set &#x27;orders&#x27; is not registered" in listing.content.decode()
+    page = staff_client.get(change_url(orders))
+    assert page.status_code == 200 and "is not registered" in page.content.decode()
+    response = post_step(staff_client, orders)
+    assert response.status_code == 302 and "is not registered" in message(response)
+    assert fresh(orders).state_name == "Draft"
