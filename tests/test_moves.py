@@ -11,7 +11,9 @@ from reversion.models import Version
 from flowr import builder, engine, versioning
 from flowr.models import HistoryEntry, Instance
 
-pytestmark = pytest.mark.django_db
+# Database-sensitive (explicit primary keys on restore, reversion casts, row locks):
+# also run in the PostgreSQL pass.
+pytestmark = [pytest.mark.django_db, pytest.mark.postgres]
 
 MOVE_URL = "/admin/flowr/instance/move/"
 CONFIRM_URL = "/admin/flowr/instance/move/confirm/"

@@ -12,7 +12,9 @@ from flowr import builder, versioning
 from flowr.models import Machine, State, Transition
 from flowr.rules import Rule, RuleSet, get_rule_set, register, unregister
 
-pytestmark = pytest.mark.django_db
+# Database-sensitive (explicit primary keys on restore, reversion casts, row locks):
+# also run in the PostgreSQL pass.
+pytestmark = [pytest.mark.django_db, pytest.mark.postgres]
 
 APPROVAL = {"max_amount": 500}
 
@@ -396,3 +398,20 @@ def test_recover_and_archive_need_permissions(admin_user, django_user_model):
                                               _selected_action=[other.pk]))
     other.refresh_from_db()
     assert not other.archived
+
+
+def test_a_revert_failing_halfway_rolls_back_everything(admin_user, monkeypatch):
+    machine = _build_orders(admin_user)
+    target = _latest_version(machine)
+    _edit_after(machine, admin_user)
+    before = versioning.current_definition(machine)
+    count = Revision.objects.count()
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(Transition.objects, "bulk_create", boom)
+    with pytest.raises(RuntimeError):
+        versioning.revert(machine, target, user=admin_user)
+    assert versioning.current_definition(machine) == before
+    assert Revision.objects.count() == count
