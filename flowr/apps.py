@@ -1,5 +1,5 @@
 from django.apps import AppConfig
-from django.db.models.signals import post_migrate
+from django.db.models.signals import post_migrate, post_save
 
 
 class FlowrConfig(AppConfig):
@@ -16,6 +16,7 @@ class FlowrConfig(AppConfig):
         autodiscover_modules("flowr_rules")
         self._register_reversion()
         post_migrate.connect(_sync_after_migrate, sender=self)
+        post_save.connect(_forget_version, sender="flowr.MachineVersion")
 
     def _register_reversion(self):
         import reversion
@@ -32,3 +33,10 @@ def _sync_after_migrate(sender, using="default", **kwargs):
     from .sync import sync_rule_sets
 
     sync_rule_sets(using=using)
+
+
+def _forget_version(sender, instance, created=False, **kwargs):
+    if created:
+        from .engine import forget_version
+
+        forget_version(instance.pk)

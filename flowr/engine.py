@@ -16,7 +16,7 @@ from datetime import timedelta
 from django.db import transaction
 from django.utils import timezone
 
-from . import config
+from . import _sql, config
 from .builder import MachineGraph
 from .exceptions import (
     AlreadyMoved, ChoiceRequired, GraphError, HookFailed, InstanceFinished, InvalidStep,
@@ -26,6 +26,7 @@ from .models import HistoryEntry, Instance, Machine, MachineVersion
 from .rules import get_rule_set
 
 DEFINITION_FORMAT = 1
+_STEP_FIELDS = ("state_key", "state_name", "step_count", "last_activity", "status")
 logger = logging.getLogger(__name__)
 
 
@@ -122,17 +123,38 @@ _CACHE_SIZE = 512
 
 def compiled(version):
     """The cached CompiledVersion of a MachineVersion (its definition may be deferred)."""
-    cache_key = (version.pk, version.checksum)
-    hit = _CACHE.get(cache_key)
+    hit = _CACHE.get(version.pk)
+    if hit is not None and hit[0] == version.checksum:
+        _CACHE.move_to_end(version.pk)
+        return hit[1]
+    result = CompiledVersion(version.pk, version.definition)  # loads a deferred field
+    _remember(version.pk, version.checksum, result)
+    return result
+
+
+def compiled_by_id(version_id):
+    """The CompiledVersion of a version id; reads the database only on a cache miss.
+
+    Versions are immutable, so an id maps to one definition for good; the entry of an
+    id is evicted when a version row is inserted (an id reused after a rollback).
+    """
+    hit = _CACHE.get(version_id)
     if hit is not None:
-        _CACHE.move_to_end(cache_key)
-        return hit
-    definition = version.definition  # loads a deferred field: once per process
-    result = CompiledVersion(version.pk, definition)
-    _CACHE[cache_key] = result
+        _CACHE.move_to_end(version_id)
+        return hit[1]
+    version = MachineVersion.objects.only("id", "checksum", "definition").get(pk=version_id)
+    return compiled(version)
+
+
+def _remember(version_id, digest, result):
+    _CACHE[version_id] = (digest, result)
     if len(_CACHE) > _CACHE_SIZE:
         _CACHE.popitem(last=False)
-    return result
+
+
+def forget_version(version_id):
+    """Drop a version id from the cache (called when a version row is inserted)."""
+    _CACHE.pop(version_id, None)
 
 
 def clear_cache():
@@ -143,7 +165,8 @@ def compile_many(versions):
     """Compile several versions, loading every uncached, deferred definition in one query."""
     missing = {}
     for version in versions:
-        if ((version.pk, version.checksum) not in _CACHE
+        cached = _CACHE.get(version.pk)
+        if ((cached is None or cached[0] != version.checksum)
                 and "definition" in version.get_deferred_fields()):
             missing.setdefault(version.pk, version)
     if missing:
@@ -246,8 +269,8 @@ def _user(user):
 
 
 def _lock(pk):
-    return (Instance.objects.select_for_update(of=("self",)).select_related("version")
-            .defer("version__definition").get(pk=pk))
+    """Read the instance row and lock it until the transaction ends."""
+    return _sql.lock(Instance, pk)
 
 
 def allowed_steps(instance, user=None):
@@ -306,7 +329,7 @@ def step(instance, to=None, user=None, note="", data=None, expected_state=None):
         if "_flowr_task_state" in instance.__dict__ and not _task_state_changed(instance):
             locked.__dict__.update({k: instance.__dict__[k] for k in
                                     ("_flowr_task_state", "_flowr_task_state_saved")})
-        graph = compiled(locked.version)
+        graph = compiled_by_id(locked.version_id)
         if expected_state is not None and locked.state_key != expected_state:
             raise AlreadyMoved(
                 f"Instance {locked.pk} has already moved on: it is now at "
@@ -327,15 +350,14 @@ def step(instance, to=None, user=None, note="", data=None, expected_state=None):
         locked.last_activity = now
         if not graph.children[target]:
             locked.status = Instance.FINISHED
-        locked.save(update_fields=["state_key", "state_name", "step_count", "last_activity",
-                                   "status"])
-        entry = HistoryEntry.objects.create(
+        _sql.update(locked, _STEP_FIELDS)
+        entry = _sql.insert(HistoryEntry(
             instance=locked, seq=locked.step_count, from_key=source,
             from_name=graph.names[source], to_key=target, to_name=graph.names[target],
             version_id=locked.version_id, user=_user(user), at=now, note=note or "",
-            data=data or {})
+            data=data or {}))
         undo.append(_flush_task_state(locked, touch=True))
-    for field in ("state_key", "state_name", "step_count", "last_activity", "status"):
+    for field in _STEP_FIELDS:
         setattr(instance, field, getattr(locked, field))
     for attr in ("_flowr_task_state", "_flowr_task_state_saved"):
         if attr in locked.__dict__:

@@ -20,7 +20,7 @@ def replay(instance):
     """Position reached by replaying the history from the start."""
     entries = list(instance.history.order_by("seq"))
     assert [e.seq for e in entries] == list(range(len(entries)))
-    for before, after in zip(entries, entries[1:]):
+    for before, after in zip(entries, entries[1:], strict=False):
         assert after.from_key == before.to_key
     return entries[-1].to_key
 

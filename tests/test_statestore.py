@@ -16,6 +16,7 @@ from flowr.checks import check_state_store, check_store_settings
 from flowr.exceptions import FlowrError, HookFailed, InstanceFinished, StepError
 from flowr.models import HistoryEntry, Instance, TaskStateRecord
 from flowr.rules import Rule, RuleSet, register
+from flowr.statestore import django_store
 from flowr.statestore import (
     StateNotFound, StateNotSerialisable, StoreUnavailable, TaskStateUnavailable, get_store,
 )
@@ -85,9 +86,13 @@ def age(store, task_id, seconds):
 def remaining(store, task_id):
     """Seconds before `task_id` expires, as the store sees it."""
     if kind(store) == "django":
-        record = TaskStateRecord.objects.get(task_id=task_id)
-        timeout = 60
-        return (record.updated_at + timedelta(seconds=timeout) - timezone.now()).total_seconds()
+        # The row lives while it or its instance was touched within the timeout.
+        touched = TaskStateRecord.objects.get(task_id=task_id).updated_at
+        pk = django_store._instance_pk(task_id)
+        instance = pk and Instance.objects.filter(pk=pk).first()
+        if instance:
+            touched = max(touched, instance.last_activity)
+        return (touched + timedelta(seconds=60) - timezone.now()).total_seconds()
     return redis_store.client().pttl(redis_store.KEY_PREFIX + task_id) / 1000
 
 
@@ -513,3 +518,23 @@ def test_django_store_health_names_the_store_when_its_table_is_missing(db, setti
     with pytest.raises(StoreUnavailable, match="Django task-state store .*run migrate"):
         with transaction.atomic():  # a savepoint keeps PostgreSQL's test transaction usable
             get_store().health()
+
+
+def test_django_store_row_lives_while_its_instance_steps(settings, example_machine, capsys):
+    """Stepping refreshes the idle timeout through last_activity, without a store query."""
+    from django.core.management import call_command
+
+    settings.FLOWS_STATE_STORE = DJANGO_STORE
+    settings.FLOWS_TASK_IDLE_TIMEOUT = 60
+    instance = example_machine.start()
+    engine.save_task_state(instance, {"kept": True})
+    idle = example_machine.start()
+    engine.save_task_state(idle, {"idle": True})
+    long_ago = timezone.now() - timedelta(seconds=120)
+    TaskStateRecord.objects.update(updated_at=long_ago)
+    Instance.objects.filter(pk=idle.pk).update(last_activity=long_ago)
+    Instance.objects.get(pk=instance.pk).step()  # fresh last_activity for this one only
+    call_command("cleanupflows")
+    assert "Removed 1 expired" in capsys.readouterr().out
+    assert list(TaskStateRecord.objects.values_list("task_id", flat=True)) == [str(instance.pk)]
+    assert Instance.objects.get(pk=instance.pk).task_state == {"kept": True}

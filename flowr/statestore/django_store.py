@@ -20,8 +20,23 @@ def _update_returning(connection):
     return False
 
 
+def _instance_pk(task_id):
+    """The Instance primary key a task id names, or None (any task id may be stored)."""
+    import uuid
+
+    try:
+        return uuid.UUID(str(task_id))
+    except ValueError:
+        return None
+
+
 class StateStore(BaseStateStore):
-    """Task state in TaskStateRecord rows; writes roll back with the step's transaction."""
+    """Task state in TaskStateRecord rows; writes roll back with the step's transaction.
+
+    Idle timeout: a row is live while it, or the instance whose id is its task id, was
+    touched within FLOWS_TASK_IDLE_TIMEOUT. A step already writes the instance's
+    last_activity, so stepping keeps the task state alive without another query.
+    """
 
     transactional = True
 
@@ -54,19 +69,45 @@ class StateStore(BaseStateStore):
         params = [stamp.get_db_prep_value(timezone.now(), connection), task_id]
         cutoff = self._cutoff()
         if cutoff is not None:
-            sql += f" AND {qn(stamp.column)} >= %s"
+            sql += f" AND ({qn(stamp.column)} >= %s"
             params.append(stamp.get_db_prep_value(cutoff, connection))
+            sql, params = self._or_instance_active(sql, params, connection, task_id, cutoff)
         field = meta.get_field("state")
         with connection.cursor() as cursor:
             cursor.execute(f"{sql} RETURNING {qn(field.column)}", params)
             row = cursor.fetchone()
         return None if row is None else field.from_db_value(row[0], None, connection)
 
+    def _or_instance_active(self, sql, params, connection, task_id, cutoff):
+        """Close the cutoff clause with "or its instance was active since the cutoff"."""
+        from ..models import Instance
+
+        pk = _instance_pk(task_id)
+        if pk is None:
+            return sql + ")", params
+        meta, qn = Instance._meta, connection.ops.quote_name
+        activity = meta.get_field("last_activity")
+        sql += (f" OR EXISTS (SELECT 1 FROM {qn(meta.db_table)} WHERE "
+                f"{qn(meta.pk.column)} = %s AND {qn(activity.column)} >= %s))")
+        params += [meta.pk.get_db_prep_value(pk, connection),
+                   activity.get_db_prep_value(cutoff, connection)]
+        return sql, params
+
+    def _live(self, rows, cutoff):
+        from django.db.models import Q
+
+        from ..models import Instance
+
+        active = [str(pk) for pk in Instance.objects.filter(
+            pk__in=[p for p in map(_instance_pk, rows.values_list("task_id", flat=True)) if p],
+            last_activity__gte=cutoff).values_list("pk", flat=True)]
+        return rows.filter(Q(updated_at__gte=cutoff) | Q(task_id__in=active))
+
     def _get_then_read(self, model, task_id):
         rows = model.objects.filter(task_id=task_id)
         cutoff = self._cutoff()
         if cutoff is not None:
-            rows = rows.filter(updated_at__gte=cutoff)
+            rows = self._live(rows, cutoff)
         if not rows.update(updated_at=timezone.now()):
             return None
         return model.objects.values_list("state", flat=True).filter(task_id=task_id).first()
@@ -84,10 +125,7 @@ class StateStore(BaseStateStore):
             rows.filter(task_id=task_id).update(state=state, updated_at=now)
 
     def touch_state(self, task_id):
-        rows = self._model().objects.filter(task_id=task_id)
-        cutoff = self._cutoff()
-        if cutoff is not None:
-            rows.filter(updated_at__gte=cutoff).update(updated_at=timezone.now())
+        """Nothing to do: a step's last_activity update keeps the row alive (see above)."""
 
     def delete_state(self, task_id):
         self._model().objects.filter(task_id=task_id).delete()
@@ -106,5 +144,7 @@ class StateStore(BaseStateStore):
         cutoff = self._cutoff()
         if cutoff is None:
             return 0
-        deleted, _ = self._model().objects.filter(updated_at__lt=cutoff).delete()
+        stale = self._model().objects.filter(updated_at__lt=cutoff)
+        live = self._live(stale, cutoff).values_list("task_id", flat=True)
+        deleted, _ = stale.exclude(task_id__in=list(live)).delete()
         return deleted
