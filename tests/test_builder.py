@@ -1,6 +1,5 @@
 """The builder enforces every graph invariant of spec §2 and names what is involved."""
 import pytest
-from django import forms
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
