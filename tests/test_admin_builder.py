@@ -457,3 +457,26 @@ def test_rule_sets_cannot_be_added_or_changed(staff_client):
     assert response.status_code == 403
     record.refresh_from_db()
     assert record.name == "Order approval"
+
+
+def test_page_offers_exactly_the_connections_the_builder_allows(demo_machines, fresh_machine):
+    from flowr.admin import builder_views
+
+    c = builder.add_child(state(fresh_machine, "A"), "flowr_example.C")
+    builder.add_child(builder.add_child(c, "flowr_example.E"), "flowr_example.A")
+    offered = 0
+    for machine in [*demo_machines.values(), fresh_machine]:
+        graph = builder.MachineGraph.load(machine)
+        for s in graph.states:
+            fast = builder_views._connectable(graph, graph.addable_rules(s))
+            assert [o.key for o in fast] == [o.key for o in graph.connectable(s)], (machine, s)
+            offered += len(fast)
+    assert offered > 0
+
+
+def test_export_link_downloads_this_machine(staff_client, example_machine):
+    html = staff_client.get(change_url(example_machine)).content.decode()
+    url = re.search(r'<a href="([^"]+)" class="flowr-tool-export">Export</a>', html).group(1)
+    response = staff_client.get(url)
+    assert response.status_code == 200
+    assert b"Example" in response.content

@@ -62,6 +62,18 @@ def settings_form_for(rule_set, state, data=None):
     return rule.settings_form(data=data, prefix="settings", initial=state.settings or None)
 
 
+def _connectable(graph, addable):
+    """The states `graph.connectable(state)` returns, in linear time.
+
+    A connection is allowed exactly when the target's rule is one the state may still
+    add (allowed, not used by another child, capacity left), so the per-pair rule check
+    of MachineGraph.connectable need not run for every pair of states on the page.
+    builder.connect re-checks on POST.
+    """
+    allowed = set(addable)
+    return [other for other in graph.states if other.rule_key in allowed]
+
+
 def _state_rows(graph, rule_set, editable):
     names = graph.names
     rows = []
@@ -72,8 +84,9 @@ def _state_rows(graph, rule_set, editable):
                 graph.rule_map, graph.edges, graph.root.key, state.key, child.key, names)
             row.children.append((child, refusal))
         if editable:
-            row.addable = [(k, _rule_name(rule_set, k)) for k in graph.addable_rules(state)]
-            row.connectable = [s for s in graph.connectable(state)]
+            addable = graph.addable_rules(state)
+            row.addable = [(k, _rule_name(rule_set, k)) for k in addable]
+            row.connectable = _connectable(graph, addable)
             row.removal_error = graph.removal_error(state) or ""
             row.name_form = StateNameForm(initial={"name": state.name},
                                           auto_id=f"id_state{state.pk}_%s")
@@ -129,17 +142,21 @@ def builder_context(model_admin, request, machine):
         "rows": _state_rows(graph, rule_set, editable),
         "errors": graph.errors() if registered else [],
         "diagram": _diagrams.machine_svg(graph),
-        "export_url": _export_url(),
+        "export_url": _export_url(machine),
         "state_count": len(graph.states),
         "transition_count": len(graph.edges),
     }
 
 
-def _export_url():
-    try:
-        return reverse("admin:flowr_machine_export")
-    except NoReverseMatch:
-        return None
+def _export_url(machine):
+    """The import/export mixin's download of this machine, else its export page, else None."""
+    for name, args in (("admin:flowr_machine_export_json", [machine.pk]),
+                       ("admin:flowr_machine_export", [])):
+        try:
+            return reverse(name, args=args)
+        except NoReverseMatch:
+            continue
+    return None
 
 
 # -- the action views -------------------------------------------------------------------
