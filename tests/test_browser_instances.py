@@ -86,3 +86,24 @@ def _key(instance, name):
     from flowr import engine
 
     return engine.compiled(instance.version).resolve(name)
+
+
+def test_bulk_step_from_the_list(admin_page, demo_machines, artifacts_dir):
+    page = admin_page
+    machine = demo_machines["orders"]
+    page.goto(f"/admin/flowr/instance/?machine__id__exact={machine.pk}")
+    page.locator("#action-toggle").check()
+    page.select_option("select[name=action]", "step_selected")
+    with page.expect_navigation():
+        page.locator("button[name=index], .grp-changelist-actions button, "
+                     ".grp-changelist-actions input[type=submit]").first.click()
+    assert page.locator("#flowr-bulk-step-form table tbody tr").count() == 3
+    page.screenshot(path=os.path.join(artifacts_dir, "instance_bulk_step.png"), full_page=True)
+    page.get_by_label("Submitted").check()
+    page.fill("#id_note", "all at once")
+    with page.expect_navigation():
+        page.get_by_role("button", name="Step the selected instances").click()
+    assert "Stepped 3 instances to 'Submitted'." in page.locator(".grp-messagelist").inner_text()
+    assert page.locator("#result_list button", has_text="Approved").count() == 3
+    page.get_by_role("link", name="Start instances").click()
+    page.screenshot(path=os.path.join(artifacts_dir, "instance_start.png"), full_page=True)

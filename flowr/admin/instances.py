@@ -191,8 +191,9 @@ class InstanceAdmin(InstanceMoveMixin, admin.ModelAdmin):
     @admin.display(description="next steps")
     def next_steps(self, obj):
         steps = getattr(obj, "_flowr_steps", [])
-        if obj._flowr_status != Instance.ACTIVE:
-            return format_html('<span class="flowr-muted">{}</span>', obj._flowr_status)
+        status = getattr(obj, "_flowr_status", None) or engine.effective_status(obj)
+        if status != Instance.ACTIVE:
+            return format_html('<span class="flowr-muted">{}</span>', status)
         change_url = reverse("admin:flowr_instance_change", args=[obj.pk],
                              current_app=self.admin_site.name)
         single = len(steps) == 1
