@@ -1,4 +1,4 @@
-"""django-reversion history, compare, revert and recover for machines; moving instances.
+"""django-reversion history, compare, revert and recover for machines (moves: .moves).
 
 The work is done in flowr.versioning (snapshots, diff, revert, recover, move plans) and
 flowr.engine (moves); these views check permissions, call it and report with a message.
@@ -11,7 +11,6 @@ from django.http import Http404, HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.views.decorators.http import require_POST
 from reversion.admin import VersionAdmin
 from reversion.models import Version
 
@@ -19,7 +18,9 @@ from .. import versioning
 from ..builder import revision
 from ..diagrams import render_graph
 from ..exceptions import FlowrError
-from ..models import Instance, MachineVersion
+from .moves import InstanceMoveMixin
+
+__all__ = ["MachineVersioningMixin", "InstanceMoveMixin"]
 
 TEMPLATES = "admin/flowr/machine/"
 
@@ -282,122 +283,4 @@ class MachineVersioningMixin(VersionAdmin):
         """Unarchive: the machine may start instances again."""
         self._set_archived(request, queryset, False)
 
-
-class InstanceMoveMixin:
-    """Admin action moving instances between machine versions (dry run, then confirm)."""
-
-    move_preview_template = "admin/flowr/instance/move_preview.html"
-    actions = ("move_to_version",)
-
-    def get_urls(self):
-        view, info = self.admin_site.admin_view, (self.opts.app_label, self.opts.model_name)
-        return [
-            path("move/", view(self.move_preview_view), name="%s_%s_move" % info),
-            path("move/confirm/", view(require_POST(self.move_confirm_view)),
-                 name="%s_%s_move_confirm" % info),
-        ] + super().get_urls()
-
-    def get_actions(self, request):
-        actions = super().get_actions(request)
-        if actions is not None and self.actions is not None and "_popup" not in request.GET \
-                and self.has_change_permission(request):
-            actions.setdefault("move_to_version", self.get_action("move_to_version"))
-        return actions
-
-    @admin.action(permissions=["change"], description="Move to another version…")
-    def move_to_version(self, request, queryset):
-        """Show the dry-run preview of moving the selected instances to another version."""
-        instances = list(queryset.select_related("machine", "version"))
-        if len({i.machine_id for i in instances}) > 1:
-            self.message_user(request, "The selected instances belong to different machines; "
-                                       "select instances of one machine to move them.",
-                              messages.ERROR)
-            return None
-        return self._move_preview(request, instances, request.POST.get("target"))
-
-    def _move_url(self, name):
-        return reverse(f"{self.admin_site.name}:{self.opts.app_label}_{self.opts.model_name}"
-                       f"_{name}")
-
-    def _selected(self, data):
-        """Instances named by `ids` (repeated) or all active ones of source `version`."""
-        instances = Instance.objects.select_related("machine", "version")
-        if data.get("version"):
-            return list(instances.filter(version_id=data["version"], status=Instance.ACTIVE))
-        ids = [i for i in data.getlist("ids") if i]
-        try:
-            return list(instances.filter(pk__in=ids))
-        except Exception:  # noqa: BLE001 - a malformed UUID selects nothing
-            return []
-
-    def _target(self, machine, ref):
-        versions = list(machine.versions.select_related("published_by").defer("definition")
-                        .order_by("-number"))
-        target = next((v for v in versions if str(v.pk) == str(ref)), None)
-        return versions, target or (versions[0] if versions else None)
-
-    def _move_preview(self, request, instances, target_ref):
-        if not instances:
-            self.message_user(request, "No instances selected to move.", messages.WARNING)
-            return HttpResponseRedirect(self._move_url("changelist"))
-        machine = instances[0].machine
-        versions, target = self._target(machine, target_ref)
-        try:
-            plan = versioning.plan_move(instances, target)
-        except FlowrError as exc:
-            self.message_user(request, str(exc), messages.ERROR)
-            return HttpResponseRedirect(self._move_url("changelist"))
-        context = dict(
-            self.admin_site.each_context(request), opts=self.opts, machine=machine,
-            title=f"Move instances of {machine} to another version", plan=plan,
-            versions=versions, target=target, instances=instances,
-            preview_url=self._move_url("move"), confirm_url=self._move_url("move_confirm"),
-            changelist_url=self._move_url("changelist"),
-        )
-        return TemplateResponse(request, self.move_preview_template, context)
-
-    def move_preview_view(self, request):
-        """The dry run: version difference and, per instance, whether it can move."""
-        if not self.has_change_permission(request):
-            raise PermissionDenied
-        data = request.POST if request.method == "POST" else request.GET
-        return self._move_preview(request, self._selected(data), data.get("target"))
-
-    def move_confirm_view(self, request):
-        """POST: move the movable instances; one summary message."""
-        if not self.has_change_permission(request):
-            raise PermissionDenied
-        instances = self._selected(request.POST)
-        target = MachineVersion.objects.filter(pk=request.POST.get("target") or None).first()
-        if not instances or target is None:
-            self.message_user(request, "Choose instances and a target version to move them.",
-                              messages.ERROR)
-            return HttpResponseRedirect(self._move_url("changelist"))
-        try:
-            versioning.plan_move(instances, target)  # refuses a mix of machines
-        except FlowrError as exc:
-            self.message_user(request, str(exc), messages.ERROR)
-            return HttpResponseRedirect(self._move_url("changelist"))
-        sources = sorted({i.version.number for i in instances if i.version_id != target.pk})
-        moved, refused = versioning.move_instances(instances, target, user=request.user)
-        level, text = _move_summary(target, moved, refused, sources)
-        self.message_user(request, text, level)
-        return HttpResponseRedirect(self._move_url("changelist"))
-
-
-def _move_summary(target, moved, refused, sources):
-    """(level, text) of the one message summarising a bulk move."""
-    count = len(moved)
-    text = (f"Moved {count} instance{'s' if count != 1 else ''} of '{target.machine}' to "
-            f"version {target.number}.")
-    if count and sources:
-        back = ", ".join(str(n) for n in sources)
-        text += (f" To undo, select them and move them back to version {back} (possible "
-                 f"while their states still exist there).")
-    if refused:
-        reasons = "; ".join(f"#{str(i.pk)[:8]}: {why.split(': ', 1)[-1]}" for i, why in refused)
-        text += f" {len(refused)} could not move: {reasons}"
-    if not count:
-        return messages.ERROR, text
-    return (messages.WARNING if refused else messages.SUCCESS), text
 
