@@ -480,3 +480,27 @@ def test_export_link_downloads_this_machine(staff_client, example_machine):
     response = staff_client.get(url)
     assert response.status_code == 200
     assert b"Example" in response.content
+
+
+def test_state_whose_rule_left_the_code_is_shown_and_publish_refused(staff_client,
+                                                                    example_machine):
+    class A(Rule):
+        children = ["C"]
+
+    class C(Rule):
+        children = ["E"]
+
+    class E(Rule):
+        children = ["A"]
+
+    unregister("flowr_example")
+    register(RuleSet("flowr_example", "Flowr example", root=A, rules=[A, C, E]))
+    response = staff_client.get(change_url(example_machine))
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert "This graph breaks the current rules" in html
+    assert "uses rule flowr_example.D, which is not registered" in html
+    assert "flowr_example.D (not registered)" in html
+    response = staff_client.post(action_url(example_machine, "publish"), follow=True)
+    assert "cannot be published" in messages_of(response)[0]
+    assert example_machine.versions.count() == 1
