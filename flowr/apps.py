@@ -19,14 +19,10 @@ class FlowrConfig(AppConfig):
         post_save.connect(_forget_version, sender="flowr.MachineVersion")
 
     def _register_reversion(self):
-        import reversion
+        # Usually done already by the machine admin (admin autodiscovery runs first).
+        from .versioning import register_models
 
-        from .models import Machine, State, Transition
-
-        if not reversion.is_registered(Machine):
-            reversion.register(Machine, follow=["states", "transitions"])
-            reversion.register(State)
-            reversion.register(Transition)
+        register_models()
 
 
 def _sync_after_migrate(sender, using="default", **kwargs):
