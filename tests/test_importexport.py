@@ -622,7 +622,7 @@ def test_admin_import_shows_row_errors_without_traceback(staff_client, demo_mach
     before = database_snapshot()
     response = _preview(staff_client, json.dumps([doc_named("Flowr example"), bad]))
     html = response.content.decode()
-    assert "Some rows failed to validate" in html
+    assert "1 machine cannot be imported; nothing was imported" in html
     assert "Machine &#x27;Order approval&#x27;: State &#x27;Approved&#x27;" in html
     assert "Traceback" not in html and "Confirm import" not in html
     assert "6 states, 6 transitions" in html  # the graph cell is a summary, not the JSON
@@ -640,6 +640,7 @@ def test_admin_import_unreadable_file_gives_form_error(staff_client, content, ex
     assert response.status_code == 200
     errors = " ".join(response.context["form"].errors["import_file"])
     assert expected in errors
+    assert "uuid, name, description, rule_set, format, graph" in response.content.decode()
     assert "Traceback" not in response.content.decode()
 
 

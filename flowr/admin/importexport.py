@@ -97,6 +97,15 @@ class MachineImportExportMixin(ImportExportMixin):
         context["flowr_format"] = interchange.FORMAT
         return context
 
+    def import_action(self, request, **kwargs):
+        response = super().import_action(request, **kwargs)
+        context = getattr(response, "context_data", None)
+        if context is not None and not context.get("fields_list"):
+            # import-export leaves the field list empty when the form has errors.
+            context["fields_list"] = [(MachineResource.get_display_name(),
+                                       list(interchange.COLUMNS))]
+        return response
+
     def add_data_read_fail_error_to_form(self, form, e):
         if isinstance(e, interchange.DocumentError):
             message = str(e)
