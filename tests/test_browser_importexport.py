@@ -102,3 +102,17 @@ def test_unreadable_file_shows_a_form_error(admin_page, artifacts_dir, tmp_path)
     assert "The file is not valid JSON (line 1, column 28: Expecting property name" in error.first.inner_text()
     assert "Traceback" not in page.content()
     _shot(page, artifacts_dir, "importexport_5_unreadable_file.png")
+
+
+def test_list_export_page(admin_page, demo_machines, artifacts_dir):
+    page = admin_page
+    page.goto("/admin/flowr/machine/?q=Order")
+    page.locator("a:text-is('Export')").first.click()
+    page.wait_for_url("**/machine/export/**")
+    assert page.get_by_text("Export machines as Flowr JSON").is_visible()
+    _shot(page, artifacts_dir, "importexport_6_export_page.png")
+    with page.expect_download() as download_info:
+        page.locator("input[type=submit][value=Export]").click()
+    path = download_info.value.path()
+    with open(path, encoding="utf-8") as handle:
+        assert [d["name"] for d in json.load(handle)] == ["Order approval"]

@@ -11,7 +11,7 @@ from flowr.models import Machine
 
 from .test_importexport import database_snapshot, doc_named, empty_database
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.postgres]
 
 
 def run(*args):

@@ -22,7 +22,7 @@ from flowr.resources import MachineJSON, MachineResource
 from flowr.rules import Rule, RuleSet, register
 from flowr.sync import sync_rule_sets
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.postgres]
 
 
 # -- helpers ------------------------------------------------------------------------
@@ -701,3 +701,16 @@ def test_export_needs_view_permission(client, django_user_model, demo_machines):
     assert client.get(url).status_code == 403
     user.user_permissions.add(Permission.objects.get(codename="view_machine"))
     assert client.get(url).status_code == 200
+
+
+def test_confirm_with_a_vanished_temporary_file_says_so(staff_client, demo_machines):
+    before = database_snapshot()
+    response = staff_client.post(reverse("admin:flowr_machine_process_import"),
+                                 {"import_file_name": "no-such-upload", "format": "0",
+                                  "original_file_name": "machines.json", "resource": "0"},
+                                 follow=True)
+    assert response.status_code == 200
+    messages = [str(m) for m in response.context["messages"]]
+    assert messages == ["Nothing was imported: the uploaded file is no longer available (or "
+                        "was changed); upload it again."]
+    assert database_snapshot() == before

@@ -43,6 +43,7 @@ class MachineImportExportMixin(ImportExportMixin):
     import_form_class = MachineImportForm
     export_form_class = ExportForm  # no field picking: every column is needed to round-trip
     import_template_name = "admin/flowr/machine/import.html"
+    export_template_name = "admin/flowr/machine/export.html"
     import_error_display = ("message",)
 
     def get_import_formats(self):
@@ -90,6 +91,11 @@ class MachineImportExportMixin(ImportExportMixin):
     def get_export_filename(self, request, queryset, file_format):
         return f"machines-{timezone.now():%Y-%m-%d}.json"
 
+    def get_export_context_data(self, **kwargs):
+        context = super().get_export_context_data(**kwargs)
+        context["flowr_format"] = interchange.FORMAT
+        return context
+
     def get_import_context_data(self, **kwargs):
         context = super().get_import_context_data(**kwargs)
         context["flowr_max_bytes"] = interchange.size_text(config.get("FLOWR_IMPORT_MAX_BYTES"))
@@ -120,9 +126,12 @@ class MachineImportExportMixin(ImportExportMixin):
     def process_import(self, request, **kwargs):
         try:
             return super().process_import(request, **kwargs)
-        except (interchange.DocumentError, OSError, UnicodeDecodeError) as exc:
+        except interchange.DocumentError as exc:
             messages.error(request, f"Nothing was imported: {exc}")
-            return HttpResponseRedirect(self._import_url())
+        except (OSError, UnicodeDecodeError):
+            messages.error(request, "Nothing was imported: the uploaded file is no longer "
+                                    "available (or was changed); upload it again.")
+        return HttpResponseRedirect(self._import_url())
 
     def process_result(self, result, request):
         if not (result.has_errors() or result.has_validation_errors()):
