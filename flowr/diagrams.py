@@ -284,9 +284,16 @@ def machine_svg(machine_graph):
 
 def version_svg(version, current=None, visited=()):
     """The diagram of a published version, with the current state and visited states marked."""
+    from .rules import get_rule_set
+
     graph = version.graph
     order = [graph.root] + [k for k in graph.names if k != graph.root]
-    nodes = [(k, graph.names[k], graph.rules[k].rpartition(".")[2]) for k in order]
+    try:
+        rule_set = get_rule_set(graph.rule_set_key)
+    except Exception:  # noqa: BLE001 - unregistered rule set: short rule names
+        rule_set = None
+    nodes = [(k, graph.names[k], _rule_label(rule_set, graph.rules[k]) if rule_set
+              else graph.rules[k].rpartition(".")[2]) for k in order]
     return render_graph(nodes, graph.edges, current=current, visited=visited)
 
 

@@ -135,3 +135,12 @@ def test_rule_set_svg_shows_rules_flags_and_cycles():
     assert ">Waiting on customer</text>" in svg
     assert "New · root" in svg and "Open · multiple paths" in svg
     assert "fd-back" in svg  # Waiting→Open and Resolved→Open loop back
+
+
+@pytest.mark.django_db
+def test_version_svg_survives_an_unregistered_rule_set(example_machine):
+    from flowr.rules import unregister
+
+    unregister("flowr_example")
+    svg = str(diagrams.version_svg(example_machine.latest_version()))
+    assert len(boxes(svg)) == 4 and ">D</text>" in svg
