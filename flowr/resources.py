@@ -178,6 +178,16 @@ class MachineResource(resources.ModelResource):
         instance.description = doc.get("description", "")
         instance._flowr_document = doc
 
+    def skip_row(self, instance, original, row, import_validation_errors=None):
+        """Skip a machine the document would not change (no empty revision is written)."""
+        if instance.pk is None or import_validation_errors:
+            return False
+        doc = instance._flowr_document
+        current = interchange.document_of(
+            Machine.objects.select_related("rule_set").get(pk=instance.pk))
+        return current == {"description": "", **doc, "uuid": str(instance.uuid),
+                           "name": doc["name"].strip()}
+
     def save_instance(self, instance, is_create, row, **kwargs):
         if kwargs.get("dry_run") or self.row_errors:
             return  # a preview, or another row is invalid: nothing at all is written

@@ -59,7 +59,7 @@ def test_import_into_an_empty_database_round_trips(demo_machines, tmp_path, admi
     assert out.splitlines() == ["Row 1: created machine 'Flowr example'.",
                                 "Row 2: created machine 'Order approval'.",
                                 "Row 3: created machine 'Support ticket'.",
-                                "Imported: 3 new, 0 updated."]
+                                "Imported: 3 new, 0 updated, 0 unchanged."]
     again, _ = run("export_machines")
     assert json.loads(again) == demo_documents()
     assert Revision.objects.filter(user=admin_user,
@@ -72,7 +72,7 @@ def test_import_updates_existing_machine_as_a_revision(demo_machines, tmp_path):
     revisions = Revision.objects.count()
     out, _ = run("import_machines", write(tmp_path, [doc]))
     assert out.splitlines() == ["Row 1: updated machine 'Order approval'.",
-                                "Imported: 0 new, 1 updated."]
+                                "Imported: 0 new, 1 updated, 0 unchanged."]
     assert Machine.objects.get(name="Order approval").description == "From the command line."
     assert Machine.objects.count() == 3
     assert Revision.objects.count() == revisions + 1
@@ -85,7 +85,7 @@ def test_dry_run_writes_nothing(demo_machines, tmp_path):
     before = database_snapshot()
     out, _ = run("import_machines", write(tmp_path, [doc]), "--dry-run")
     assert out.splitlines() == ["Row 1: would update machine 'Order approval'.",
-                                "Dry run: 0 new, 1 updated; nothing was written."]
+                                "Dry run: 0 new, 1 updated, 0 unchanged; nothing was written."]
     assert database_snapshot() == before
 
 
@@ -135,3 +135,15 @@ def test_every_argument_has_help():
         parser = module.Command().create_parser("manage.py", module.__name__)
         for action in parser._actions:
             assert action.help, (module.__name__, action.dest)
+
+
+def test_importing_unchanged_machines_writes_no_revision(demo_machines):
+    revisions = Revision.objects.count()
+    before = database_snapshot()
+    out, _ = run("import_machines", str(FIXTURE))
+    assert out.splitlines() == ["Row 1: left unchanged machine 'Flowr example'.",
+                                "Row 2: left unchanged machine 'Order approval'.",
+                                "Row 3: left unchanged machine 'Support ticket'.",
+                                "Imported: 0 new, 0 updated, 3 unchanged."]
+    assert Revision.objects.count() == revisions
+    assert database_snapshot() == before

@@ -714,3 +714,14 @@ def test_confirm_with_a_vanished_temporary_file_says_so(staff_client, demo_machi
     assert messages == ["Nothing was imported: the uploaded file is no longer available (or "
                         "was changed); upload it again."]
     assert database_snapshot() == before
+
+
+def test_admin_import_of_unchanged_machines_says_so(staff_client, demo_machines):
+    response = _preview(staff_client, json.dumps([doc_named("Support ticket")]))
+    assert "Unchanged" in response.content.decode()
+    revisions = Revision.objects.count()
+    response = staff_client.post(reverse("admin:flowr_machine_process_import"),
+                                 {**response.context["confirm_form"].initial}, follow=True)
+    assert [str(m) for m in response.context["messages"]] == [
+        "Import finished: 1 unchanged: Support ticket."]
+    assert Revision.objects.count() == revisions

@@ -148,12 +148,13 @@ class MachineImportExportMixin(ImportExportMixin):
         return HttpResponseRedirect(self._import_url())
 
     def add_success_message(self, result, request):
-        names = {kind: [row.object_repr for row in result.rows if row.import_type == kind]
-                 for kind in (RowResult.IMPORT_TYPE_NEW, RowResult.IMPORT_TYPE_UPDATE)}
-        parts = [f"{len(rows)} {kind_name}: {', '.join(rows)}"
-                 for kind_name, rows in (("new", names[RowResult.IMPORT_TYPE_NEW]),
-                                         ("updated", names[RowResult.IMPORT_TYPE_UPDATE]))
-                 if rows]
+        kinds = (("new", RowResult.IMPORT_TYPE_NEW), ("updated", RowResult.IMPORT_TYPE_UPDATE),
+                 ("unchanged", RowResult.IMPORT_TYPE_SKIP))
+        parts = []
+        for kind_name, kind in kinds:
+            rows = [row.object_repr for row in result.rows if row.import_type == kind]
+            if rows:
+                parts.append(f"{len(rows)} {kind_name}: {', '.join(rows)}")
         messages.success(request, f"Import finished: {'; '.join(parts) or 'nothing to do'}.")
 
     def _import_url(self):

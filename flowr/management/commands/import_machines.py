@@ -71,11 +71,12 @@ class Command(BaseCommand):
 
     def _report(self, result, dry_run):
         verb = {"new": "would create" if dry_run else "created",
-                "update": "would update" if dry_run else "updated"}
+                "update": "would update" if dry_run else "updated", "skip": "left unchanged"}
         for number, row in enumerate(result.rows, 1):
             self.stdout.write(f"Row {number}: {verb.get(row.import_type, row.import_type)} "
                               f"machine '{row.object_repr}'.")
-        totals = f"{result.totals['new']} new, {result.totals['update']} updated"
+        totals = (f"{result.totals['new']} new, {result.totals['update']} updated, "
+                  f"{result.totals['skip']} unchanged")
         if dry_run:
             self.stdout.write(f"Dry run: {totals}; nothing was written.")
         else:
