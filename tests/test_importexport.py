@@ -543,6 +543,17 @@ def test_fuzz_mutated_documents_never_crash_or_partially_write(demo_machines, pa
     _assert_import_is_all_or_nothing(json.dumps([other, doc]))
 
 
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(data=st.binary(max_size=200) | st.text(max_size=200).map(str.encode))
+def test_fuzz_raw_bytes_parse_or_give_a_clear_message(data):
+    try:
+        documents = interchange.parse(data)
+    except interchange.DocumentError as exc:
+        assert str(exc).startswith("The file ")
+    else:
+        assert isinstance(documents, list) and documents
+
+
 @settings(max_examples=150, deadline=None, derandomize=True)
 @given(value=JSON_VALUES)
 def test_fuzz_validate_document_returns_messages(value):
