@@ -124,7 +124,11 @@ class Transition(models.Model):
         ]
 
     def __str__(self):
-        return f"{self.parent} → {self.child}"
+        # Never query here: reversion calls str() on every transition of a revision.
+        cache = self._state.fields_cache
+        if "parent" in cache and "child" in cache:
+            return f"{cache['parent']} → {cache['child']}"
+        return f"transition {self.parent_id} → {self.child_id}"
 
 
 class MachineVersion(models.Model):
