@@ -14,20 +14,44 @@ def _q(name):
     return connection.ops.quote_name(name)
 
 
+def _row_reader(model):
+    """(SQL column list, field names, per-column converters) for reading whole rows."""
+    key = ("reader", connection.vendor, model)
+    reader = _SQL.get(key)
+    if reader is None:
+        meta = model._meta
+        fields = list(meta.concrete_fields)
+        converters = []
+        for field in fields:
+            col = field.get_col(meta.db_table)
+            found = connection.ops.get_db_converters(col) + field.get_db_converters(connection)
+            converters.append((col, found))
+        columns = ", ".join(_q(f.column) for f in fields)
+        reader = _SQL[key] = (columns, [f.attname for f in fields], converters)
+    return reader
+
+
 def lock(model, pk):
     """Read one row by primary key and lock it until the transaction ends."""
+    meta = model._meta
+    columns, names, converters = _row_reader(model)
     key = ("lock", connection.vendor, model)
     sql = _SQL.get(key)
     if sql is None:
-        meta = model._meta
-        sql = f"SELECT * FROM {_q(meta.db_table)} WHERE {_q(meta.pk.column)} = %s"
+        sql = f"SELECT {columns} FROM {_q(meta.db_table)} WHERE {_q(meta.pk.column)} = %s"
         if connection.features.has_select_for_update:
             sql += " FOR UPDATE"
-        sql = _SQL[key] = sql
-    rows = list(model.objects.raw(sql, [model._meta.pk.get_db_prep_value(pk, connection)]))
-    if not rows:
-        raise model.DoesNotExist(f"{model._meta.object_name} {pk} does not exist.")
-    return rows[0]
+        _SQL[key] = sql
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [meta.pk.get_db_prep_value(pk, connection)])
+        row = cursor.fetchone()
+    if row is None:
+        raise model.DoesNotExist(f"{meta.object_name} {pk} does not exist.")
+    values = list(row)
+    for i, (col, found) in enumerate(converters):
+        for convert in found:
+            values[i] = convert(values[i], col, connection)
+    return model.from_db(connection.alias, names, values)
 
 
 def update(obj, fields):

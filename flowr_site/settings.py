@@ -106,6 +106,12 @@ SQLITE_PATH = env("FLOWR_SQLITE_PATH", str(BASE_DIR / "db.sqlite3"))
 DATABASE_URL = env("DATABASE_URL")
 if DATABASE_URL:
     DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
+    if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+        # Server-side binding and prepared statements for queries run often (a step's
+        # three); set FLOWR_PG_PREPARED_STATEMENTS=0 behind a transaction-pooling pgbouncer.
+        if env_bool("FLOWR_PG_PREPARED_STATEMENTS", True):
+            DATABASES["default"].setdefault("OPTIONS", {}).update(
+                server_side_binding=True, prepare_threshold=5)
     # Lets parallel test runs on one server use different test databases.
     if env("FLOWR_PG_TEST_DB"):
         DATABASES["default"]["TEST"] = {"NAME": env("FLOWR_PG_TEST_DB")}
