@@ -30,14 +30,14 @@ run: $(VENV)/.run-deps
 PG_URL ?= postgres://postgres@127.0.0.1:5432/test
 test: $(VENV)/.dev-deps
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -n 2 --dist loadfile
+	env -u DATABASE_URL $(BIN)/python -m pytest -n 2 --dist loadfile
 	DATABASE_URL=$(PG_URL) $(BIN)/python -m pytest -m postgres
 
 lint: $(VENV)/.dev-deps
 	$(BIN)/ruff check .
 
 bench: $(VENV)/.dev-deps
-	for f in bench/*.py; do $(BIN)/python $$f || exit 1; done
+	for f in bench/[!_]*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
 
 clean:
 	rm -rf $(VENV) db.sqlite3* staticfiles artifacts
