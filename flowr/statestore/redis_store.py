@@ -7,7 +7,7 @@ delete. Nothing ever scans keys: expired state is removed by Redis itself.
 Ordering with the database: Redis is not transactional, so the engine writes task
 state as the last thing inside a step's transaction, just before COMMIT. A hook or
 guard that fails raises before that write, so Redis is never touched; if COMMIT
-itself fails, the engine puts the previous value back (flowr.engine._flush_task_state).
+itself fails, the engine puts the previous value back (flowr.taskstate.flush).
 A step run inside an outer transaction.atomic() block that later rolls back cannot
 be undone in Redis; call steps outside such blocks.
 """
