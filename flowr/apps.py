@@ -1,5 +1,5 @@
 from django.apps import AppConfig
-from django.db.models.signals import post_migrate, post_save
+from django.db.models.signals import post_delete, post_migrate, post_save
 
 
 class FlowrConfig(AppConfig):
@@ -17,6 +17,7 @@ class FlowrConfig(AppConfig):
         self._register_reversion()
         post_migrate.connect(_sync_after_migrate, sender=self)
         post_save.connect(_forget_version, sender="flowr.MachineVersion")
+        post_delete.connect(_delete_task_state, sender="flowr.Instance")
 
     def _register_reversion(self):
         # Usually done already by the machine admin (admin autodiscovery runs first).
@@ -36,3 +37,12 @@ def _forget_version(sender, instance, created=False, **kwargs):
         from .engine import forget_version
 
         forget_version(instance.pk)
+
+
+def _delete_task_state(sender, instance, **kwargs):
+    """A deleted instance takes its task state with it (after COMMIT, store errors logged)."""
+    from django.db import transaction
+
+    from .taskstate import delete_task_state
+
+    transaction.on_commit(lambda: delete_task_state(instance.pk))

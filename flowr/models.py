@@ -152,6 +152,14 @@ class MachineVersion(models.Model):
     def __str__(self):
         return f"{self.machine} v{self.number}"
 
+    def save(self, *args, **kwargs):
+        """Versions are written once: instances rely on their definitions never changing."""
+        if not self._state.adding:
+            from .exceptions import FlowrError
+
+            raise FlowrError(f"Version {self} is immutable; publish a new version instead.")
+        super().save(*args, **kwargs)
+
     @property
     def graph(self):
         """The compiled, cached definition (flowr.engine.CompiledVersion)."""

@@ -69,6 +69,16 @@ def _task_state_changed(instance):
 # -- instances --------------------------------------------------------------------
 
 
+def delete_task_state(instance_pk):
+    """Forget an instance's task state; a store that is down is logged, not raised."""
+    from .statestore import StoreUnavailable, get_store
+
+    try:
+        get_store().delete_state(str(instance_pk))
+    except StoreUnavailable as exc:
+        logger.warning("Could not delete the task state of instance %s: %s", instance_pk, exc)
+
+
 def share_loaded(source, target, unchanged_only=False):
     """Give `target` (the same instance, another object) the task state `source` loaded."""
     if "_flowr_task_state" not in source.__dict__:

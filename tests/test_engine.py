@@ -6,7 +6,7 @@ from django.test.utils import CaptureQueriesContext
 
 from flowr import builder, engine
 from flowr.exceptions import (
-    AlreadyMoved, ChoiceRequired, GraphError, HookFailed, InstanceFinished, InvalidStep,
+    AlreadyMoved, ChoiceRequired, FlowrError, GraphError, HookFailed, InstanceFinished, InvalidStep,
     MoveError, NotPublished, StepError, StepPermissionDenied, StepRefused,
 )
 from flowr.models import HistoryEntry, Instance, MachineVersion
@@ -263,3 +263,23 @@ def test_queries_per_step_are_constant_and_few(size):
     steps = [_queries(instance.step) for _ in range(3)]
     assert steps[0] == steps[1] == steps[2] <= 5, steps
     assert _queries(machine.start) <= 5
+
+
+def test_published_versions_are_immutable(example_machine):
+    version = example_machine.latest_version()
+    version.definition = {"tampered": True}
+    with pytest.raises(FlowrError, match="immutable; publish a new version"):
+        version.save()
+    assert MachineVersion.objects.get(pk=version.pk).checksum == version.checksum
+
+
+@pytest.mark.django_db(transaction=True)
+def test_deleting_an_instance_deletes_its_task_state(example_machine):
+    from flowr.models import TaskStateRecord
+
+    instance = example_machine.start()
+    engine.save_task_state(instance, {"x": 1})
+    kept = example_machine.start()
+    engine.save_task_state(kept, {"y": 2})
+    instance.delete()
+    assert list(TaskStateRecord.objects.values_list("task_id", flat=True)) == [str(kept.pk)]

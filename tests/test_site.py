@@ -1,4 +1,5 @@
 """The site foundation: redirects, login, grappelli, health, production settings."""
+import json
 import os
 import subprocess
 import sys
@@ -84,3 +85,25 @@ def test_setupdemo_refuses_without_demo_mode():
                                        "ALLOWED_HOSTS": "x.example.com"})
     assert result.returncode != 0
     assert "only runs in demo mode" in result.stderr
+
+
+PRODUCTION = {"DEBUG": "0", "SECRET_KEY": "p" * 60, "ALLOWED_HOSTS": "testserver",
+              "SECURE_SSL_REDIRECT": "0"}
+
+
+def test_static_files_are_collected_hashed_compressed_and_served_by_whitenoise(tmp_path):
+    env = dict(PRODUCTION, STATIC_ROOT=str(tmp_path))
+    result = _manage("collectstatic", "--noinput", env=env)
+    assert result.returncode == 0, result.stderr
+    manifest = json.loads((tmp_path / "staticfiles.json").read_text())["paths"]
+    hashed = manifest["grappelli/stylesheets/screen.css"]
+    assert hashed != "grappelli/stylesheets/screen.css"  # content hash in the name
+    assert (tmp_path / (hashed + ".gz")).exists()
+    script = ("import django; django.setup(); from django.test import Client; "
+              f"r = Client().get('/static/{hashed}'); print(r.status_code, r['Cache-Control'])")
+    served = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
+                            text=True, timeout=120,
+                            env={**os.environ, **env, "DJANGO_SETTINGS_MODULE":
+                                 "flowr_site.settings"})
+    assert served.stdout.split()[0] == "200", served.stderr
+    assert "immutable" in served.stdout
