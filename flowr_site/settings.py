@@ -165,14 +165,21 @@ IMPORT_EXPORT_USE_TRANSACTIONS = True
 IMPORT_EXPORT_SKIP_ADMIN_LOG = False
 DATA_UPLOAD_MAX_MEMORY_SIZE = int(env("DATA_UPLOAD_MAX_MEMORY_SIZE", str(5 * 1024 * 1024)))
 
-# Task state store (django-flows names). Defaults live in flowr/config.py.
-FLOWS_STATE_STORE = env("FLOWS_STATE_STORE", "flowr.statestore.django_store")
-FLOWS_REDIS_STATE_STORE_HOST = env("FLOWS_REDIS_STATE_STORE_HOST", "localhost")
-FLOWS_REDIS_STATE_STORE_PORT = int(env("FLOWS_REDIS_STATE_STORE_PORT", "6379"))
-FLOWS_REDIS_STATE_STORE_DB = int(env("FLOWS_REDIS_STATE_STORE_DB", "0"))
-FLOWS_REDIS_STATE_STORE_USER = env("FLOWS_REDIS_STATE_STORE_USER", "")
-FLOWS_REDIS_STATE_STORE_PASSWORD = env("FLOWS_REDIS_STATE_STORE_PASSWORD", "")
-FLOWS_TASK_IDLE_TIMEOUT = int(env("FLOWS_TASK_IDLE_TIMEOUT", str(20 * 60)))
+# Flowr and django-flows settings: taken from the environment variable of the same
+# name when it is set; every default lives in flowr/config.py.
+_FLOWR_SETTINGS = {
+    "FLOWS_STATE_STORE": str, "FLOWS_REDIS_STATE_STORE_HOST": str,
+    "FLOWS_REDIS_STATE_STORE_PORT": int, "FLOWS_REDIS_STATE_STORE_DB": int,
+    "FLOWS_REDIS_STATE_STORE_USER": str, "FLOWS_REDIS_STATE_STORE_PASSWORD": str,
+    "FLOWS_REDIS_STATE_STORE_SOCKET_TIMEOUT": float, "FLOWS_TASK_IDLE_TIMEOUT": int,
+    "FLOWR_IMPORT_MAX_BYTES": int, "FLOWR_IMPORT_MAX_STATES": int,
+}
+for _name, _type in _FLOWR_SETTINGS.items():
+    if env(_name) is not None:
+        try:
+            globals()[_name] = _type(env(_name))
+        except ValueError:
+            raise ImproperlyConfigured(f"{_name}={env(_name)!r} is not a valid {_type.__name__}.")
 
 if not DEBUG:
     SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)

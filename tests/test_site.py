@@ -107,3 +107,13 @@ def test_static_files_are_collected_hashed_compressed_and_served_by_whitenoise(t
                                  "flowr_site.settings"})
     assert served.stdout.split()[0] == "200", served.stderr
     assert "immutable" in served.stdout
+
+
+def test_flows_settings_come_from_the_environment_with_config_defaults():
+    code = ("from flowr import config; print(config.get('FLOWS_STATE_STORE'), "
+            "config.task_idle_timeout(), config.get('FLOWS_REDIS_STATE_STORE_PORT'))")
+    result = _manage("shell", "-v0", "-c", code, env={"FLOWS_TASK_IDLE_TIMEOUT": "30"})
+    assert result.stdout.split() == ["flowr.statestore.django_store", "30", "6379"]
+    result = _manage("check", env={"FLOWS_REDIS_STATE_STORE_PORT": "six"})
+    assert result.returncode != 0
+    assert "FLOWS_REDIS_STATE_STORE_PORT='six' is not a valid int" in result.stderr
