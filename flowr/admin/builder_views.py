@@ -257,7 +257,7 @@ def prune(model_admin, request, machine, state):
     if request.POST.get("confirm") != "yes":
         doomed = graph.prune_preview(graph.by_key[state.key])
         context = {**model_admin.admin_site.each_context(request), "opts": model_admin.opts,
-                   "machine": machine, "state": state, "doomed": doomed,
+                   "machine": machine, "original": machine, "state": state, "doomed": doomed,
                    "title": f"Prune state '{state.name}'?"}
         return TemplateResponse(request, "admin/flowr/machine/prune_confirmation.html", context)
     with builder.revision(user=request.user, comment=f"Pruned state {state.name}"):
@@ -300,7 +300,7 @@ def _edit_refused(model_admin, request, machine, state, exc, name_form, settings
     elif not isinstance(exc, SettingsInvalid):
         name_form.add_error(None, str(exc))
     context = {**model_admin.admin_site.each_context(request), "opts": model_admin.opts,
-               "machine": machine, "state": state, "name_form": name_form,
+               "machine": machine, "original": machine, "state": state, "name_form": name_form,
                "settings_form": settings_form, "title": f"Edit state '{state.name}'"}
     return TemplateResponse(request, "admin/flowr/machine/state_form.html", context)
 

@@ -134,7 +134,7 @@ class InstanceAdmin(InstanceMoveMixin, admin.ModelAdmin):
     actions = (*(getattr(InstanceMoveMixin, "actions", None) or ()), "step_selected")
 
     class Media:
-        css = {"all": ["flowr/instances.css"]}
+        css = {"all": ["flowr/flowr_admin.css"]}
 
     # -- permissions ----------------------------------------------------------------
     def has_add_permission(self, request):
