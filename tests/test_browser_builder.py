@@ -2,6 +2,7 @@
 import os
 
 import pytest
+from playwright.sync_api import expect
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -84,7 +85,7 @@ def test_build_flowr_example_by_clicking(admin_page, artifacts_dir):
     assert edges_of(machine) == [("A", "C"), ("C", "D"), ("C", "E"), ("E", "A")]
 
     diagram = page.locator("#flowr-diagram svg.flowr-diagram")
-    assert diagram.is_visible()
+    expect(diagram).to_be_visible()
     assert diagram.locator("g.fd-node").count() == 4
     assert diagram.locator("path.fd-back").count() == 1
     screenshot(page, os.path.join(artifacts_dir, "builder_machine.png"))

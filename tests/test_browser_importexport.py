@@ -3,6 +3,7 @@ import json
 import os
 
 import pytest
+from playwright.sync_api import expect
 
 from flowr.demo.setup import demo_documents
 from flowr.models import HistoryEntry, Instance, Machine
@@ -29,7 +30,7 @@ def test_export_then_import_with_preview_and_confirm(admin_page, demo_machines, 
     original = demo_machines["orders"]
     page.goto("/admin/flowr/machine/")
     for label in ("Import", "Export"):
-        assert page.locator(f"a:text-is('{label}')").first.is_visible()
+        expect(page.locator(f"a:text-is('{label}')").first).to_be_visible()
     page.locator(f"input[name=_selected_action][value='{original.pk}']").check()
     page.select_option("select[name=action]", "export_machines_json")
     _shot(page, artifacts_dir, "importexport_1_list_action.png")
@@ -44,7 +45,7 @@ def test_export_then_import_with_preview_and_confirm(admin_page, demo_machines, 
 
     _delete(original)
     page.goto("/admin/flowr/machine/import/")
-    assert page.get_by_text("Choose a JSON file exported by Flowr").is_visible()
+    expect(page.get_by_text("Choose a JSON file exported by Flowr")).to_be_visible()
     page.set_input_files("input[name=import_file]", str(path))
     page.locator("input[type=submit]").first.click()
     page.wait_for_selector("input[name=confirm]")
@@ -56,8 +57,8 @@ def test_export_then_import_with_preview_and_confirm(admin_page, demo_machines, 
 
     page.locator("input[name=confirm]").click()
     page.wait_for_url("**/admin/flowr/machine/")
-    assert page.get_by_text("Import finished: 1 new: Order approval.").is_visible()
-    assert page.locator("#result_list").get_by_role("link", name="Order approval").is_visible()
+    expect(page.get_by_text("Import finished: 1 new: Order approval.")).to_be_visible()
+    expect(page.locator("#result_list").get_by_role("link", name="Order approval")).to_be_visible()
     _shot(page, artifacts_dir, "importexport_3_imported.png")
     page.locator("#result_list").get_by_role("link", name="Order approval").click()
     page.wait_for_url("**/machine/*/change/")
@@ -109,7 +110,7 @@ def test_list_export_page(admin_page, demo_machines, artifacts_dir):
     page.goto("/admin/flowr/machine/?q=Order")
     page.locator("a:text-is('Export')").first.click()
     page.wait_for_url("**/machine/export/**")
-    assert page.get_by_text("Export machines as Flowr JSON").is_visible()
+    expect(page.get_by_text("Export machines as Flowr JSON")).to_be_visible()
     _shot(page, artifacts_dir, "importexport_6_export_page.png")
     with page.expect_download() as download_info:
         page.locator("input[type=submit][value=Export]").click()

@@ -2,6 +2,7 @@
 import os
 
 import pytest
+from playwright.sync_api import expect
 
 from flowr.models import Instance
 
@@ -33,7 +34,7 @@ def test_start_and_step_an_order_to_the_end(admin_page, demo_machines, artifacts
     click_step(page, "Next: Submitted")
     assert "stepped from Draft to Submitted" in page.locator(".grp-messagelist").inner_text()
     # Rejected asks for its step form's reason; Approved needs a permission the admin has.
-    assert page.locator("#id_" + _key(instance, "Rejected") + "_data-reason").is_visible()
+    expect(page.locator("#id_" + _key(instance, "Rejected") + "_data-reason")).to_be_visible()
     page.screenshot(path=os.path.join(artifacts_dir, "instance_page_choices.png"),
                     full_page=True)
     click_step(page, "Needs rework", note="Missing the delivery address")

@@ -2,6 +2,7 @@
 import os
 
 import pytest
+from playwright.sync_api import expect
 from reversion.models import Version
 
 from flowr import builder
@@ -39,7 +40,7 @@ def test_machine_list_shows_import_export_recover_and_add(admin_page, artifacts_
     page.goto("/admin/flowr/machine/")
     tools = page.locator(".grp-object-tools")
     for label in ["Import", "Export", "Recover deleted machines", "Add machine"]:
-        assert tools.get_by_role("link", name=label).is_visible(), label
+        expect(tools.get_by_role("link", name=label)).to_be_visible()
     _shot(page, artifacts_dir, "versioning_machine_list.png")
 
 
@@ -50,7 +51,7 @@ def test_history_compare_and_revert(admin_page, admin_user, artifacts_dir):
     older = versions["Added state Rejected under Submitted"]
 
     page.goto(f"/admin/flowr/machine/{machine.pk}/history/")
-    assert page.get_by_text("Raised the approval limit of Approved to 900").is_visible()
+    expect(page.get_by_text("Raised the approval limit of Approved to 900")).to_be_visible()
     page.check(f"input[name=a][value='{older.pk}']")
     page.check("input[name=b][value='current']")
     _shot(page, artifacts_dir, "versioning_history.png")
@@ -58,18 +59,18 @@ def test_history_compare_and_revert(admin_page, admin_user, artifacts_dir):
 
     page.wait_for_url("**/history/compare/**")
     diff = page.locator(".flowr-diff")
-    assert diff.get_by_text("Removed state 'Rejected' (orders.Rejected).").is_visible()
-    assert diff.get_by_text("max_amount: 500 → 900").is_visible()
+    expect(diff.get_by_text("Removed state 'Rejected' (orders.Rejected).")).to_be_visible()
+    expect(diff.get_by_text("max_amount: 500 → 900")).to_be_visible()
     assert page.locator(".flowr-side-a svg").count() == 1
     assert page.locator(".flowr-side-b svg").count() == 1
     _shot(page, artifacts_dir, "versioning_compare.png")
 
     page.goto(f"/admin/flowr/machine/{machine.pk}/history/{older.pk}/")
-    assert page.locator(".flowr-diff").get_by_text("Removed state 'Rejected'").is_visible()
+    expect(page.locator(".flowr-diff").get_by_text("Removed state 'Rejected'")).to_be_visible()
     _shot(page, artifacts_dir, "versioning_revision_preview.png")
     page.click("input[value='Revert to this revision']")
     page.wait_for_url(f"**/admin/flowr/machine/{machine.pk}/change/")
-    assert page.get_by_text("was reverted to the revision of").is_visible()
+    expect(page.get_by_text("was reverted to the revision of")).to_be_visible()
     _shot(page, artifacts_dir, "versioning_after_revert.png")
 
     machine = Machine.objects.get(pk=machine.pk)
@@ -92,12 +93,12 @@ def test_move_preview_and_confirm(admin_page, admin_user, example_machine, artif
     v2 = machine.publish(admin_user)
 
     page.goto(f"/admin/flowr/instance/move/?version={v1.pk}&target={v2.pk}")
-    assert page.get_by_text("Removed state 'E' (flowr_example.E).").is_visible()
-    assert page.locator("tr.flowr-refused").get_by_text("does not exist in version 2").is_visible()
+    expect(page.get_by_text("Removed state 'E' (flowr_example.E).")).to_be_visible()
+    expect(page.locator("tr.flowr-refused").get_by_text("does not exist in version 2")).to_be_visible()
     _shot(page, artifacts_dir, "versioning_move_preview.png")
     page.click("input[value='Move 1 instance to version 2']")
     page.wait_for_url("**/admin/flowr/instance/")
-    assert page.get_by_text("Moved 1 instance of 'Example' to version 2").is_visible()
+    expect(page.get_by_text("Moved 1 instance of 'Example' to version 2")).to_be_visible()
     at_c.refresh_from_db()
     at_e.refresh_from_db()
     assert (at_c.version_id, at_e.version_id) == (v2.pk, v1.pk)
@@ -113,9 +114,9 @@ def test_recover_preview(admin_page, admin_user, artifacts_dir):
         machine.delete()
     page.goto("/admin/flowr/machine/recover/")
     page.click("table a")
-    assert page.get_by_text("Recovering brings it back").is_visible()
+    expect(page.get_by_text("Recovering brings it back")).to_be_visible()
     _shot(page, artifacts_dir, "versioning_recover_preview.png")
     page.click("input[value='Recover this machine']")
     page.wait_for_url("**/change/")
-    assert page.get_by_text("was recovered with 3 states").is_visible()
+    expect(page.get_by_text("was recovered with 3 states")).to_be_visible()
     assert Machine.objects.get(name="Orders").states.count() == 3
