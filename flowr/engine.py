@@ -11,13 +11,14 @@ from datetime import timedelta
 from django.db import transaction
 from django.utils import timezone
 
-from . import _sql, config
+from . import _sql, config, signals
 from .builder import MachineGraph
 from .exceptions import (
     AlreadyMoved, ChoiceRequired, GraphError, HookFailed, InstanceFinished, InvalidStep,
     MoveError, NotPublished, RuleNotRegistered, StepError, StepPermissionDenied, StepRefused,
 )
 from .models import HistoryEntry, Instance, Machine, MachineVersion
+from .signals import send_on_commit
 from .taskstate import atomic_with_undo, flush, forget, share_loaded
 # Re-exported: the engine is where programs and the admin find these.
 from .compiled import (  # noqa: F401
@@ -96,10 +97,11 @@ def start(machine, user=None, version=None):
         instance.status = Instance.ACTIVE if graph.children[root] else Instance.FINISHED
         _run_hooks(instance, graph, leave=None, enter=root)
         instance.save(force_insert=True)
-        HistoryEntry.objects.create(instance=instance, seq=0, kind=HistoryEntry.START,
-                                    to_key=root, to_name=graph.names[root], version=version,
-                                    user=_user(user), at=now)
+        entry = HistoryEntry.objects.create(
+            instance=instance, seq=0, kind=HistoryEntry.START, to_key=root,
+            to_name=graph.names[root], version=version, user=_user(user), at=now)
         undo.append(flush(instance))
+        send_on_commit(signals.instance_started, instance, entry, _user(user))
     return instance
 
 
@@ -194,6 +196,7 @@ def step(instance, to=None, user=None, note="", data=None, expected_state=None):
             version_id=locked.version_id, user=_user(user), at=now, note=note or "",
             data=data or {}))
         undo.append(flush(locked, touch=True))
+        send_on_commit(signals.instance_stepped, instance, entry, _user(user))
     for field in _STEP_FIELDS:
         setattr(instance, field, getattr(locked, field))
     share_loaded(locked, instance)
@@ -267,5 +270,6 @@ def move(instance, version, user=None, note=""):
             to_key=locked.state_key, to_name=locked.state_name, version=version,
             user=_user(user), at=locked.last_activity,
             note=note or f"Moved from version {old_version.number} to {version.number}.")
+        send_on_commit(signals.instance_moved, instance, entry, _user(user))
     instance.refresh_from_db()
     return entry

@@ -76,6 +76,16 @@ class RuleSet:
     def __repr__(self):
         return f"<RuleSet {self.key}>"
 
+    @classmethod
+    def _from_class(cls):
+        """A rule set declared as a class with key, name, root and rules attributes."""
+        missing = [a for a in ("key", "root", "rules") if not hasattr(cls, a)]
+        if missing:
+            raise RuleConfigurationError(
+                f"Rule set class {cls.__name__} lacks {', '.join(missing)}.")
+        return cls(cls.key, getattr(cls, "name", None) or cls.__name__, root=cls.root,
+                   rules=cls.rules, description=" ".join((cls.__doc__ or "").split()))
+
     def _resolve(self):
         """Check and index the rules; raises RuleConfigurationError naming the culprit."""
         if not self._declared:
@@ -163,6 +173,16 @@ class _Registry:
         self._sets = {}
 
     def register(self, rule_set):
+        """Register a RuleSet; also a class decorator for a RuleSet subclass (see below).
+
+            @register
+            class Orders(RuleSet):
+                "Orders are submitted, then approved or rejected."
+                key, name, root, rules = "orders", "Order approval", Draft, [Draft, ...]
+        """
+        if isinstance(rule_set, type) and issubclass(rule_set, RuleSet):
+            self.register(rule_set._from_class())
+            return rule_set
         if not isinstance(rule_set, RuleSet):
             raise RuleConfigurationError(f"{rule_set!r} is not a flowr.rules.RuleSet.")
         if "." in rule_set.key or not rule_set.key:

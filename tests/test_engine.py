@@ -283,3 +283,32 @@ def test_deleting_an_instance_deletes_its_task_state(example_machine):
     engine.save_task_state(kept, {"y": 2})
     instance.delete()
     assert list(TaskStateRecord.objects.values_list("task_id", flat=True)) == [str(kept.pk)]
+
+
+def test_signals_are_sent_once_after_commit(example_machine, django_capture_on_commit_callbacks):
+    from flowr import signals
+
+    seen = []
+
+    def receiver(signal, instance, entry, user, **kwargs):
+        seen.append((signal, entry.kind, entry.to_name))
+
+    for signal in (signals.instance_started, signals.instance_stepped, signals.instance_moved):
+        signal.connect(receiver, weak=False)
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            instance = example_machine.start()
+            instance.step()
+        with django_capture_on_commit_callbacks(execute=True):
+            with pytest.raises(ChoiceRequired):
+                instance.step()
+        builder.update_state(example_machine.states.get(name="C"), name="Check")
+        with django_capture_on_commit_callbacks(execute=True):
+            engine.move(instance, example_machine.publish())
+    finally:
+        for signal in (signals.instance_started, signals.instance_stepped,
+                       signals.instance_moved):
+            signal.disconnect(receiver)
+    assert seen == [(signals.instance_started, "start", "A"),
+                    (signals.instance_stepped, "step", "C"),
+                    (signals.instance_moved, "move", "Check")]

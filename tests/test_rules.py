@@ -135,3 +135,22 @@ def test_syncrulesets_command(db, capsys):
 
     call_command("syncrulesets")
     assert "Rule sets:" in capsys.readouterr().out
+
+
+def test_register_works_as_a_class_decorator():
+    class Only(Rule):
+        children = ["Only"]
+
+    @register
+    class Loops(RuleSet):
+        """Loops   forever."""
+        key, root, rules = "loops", Only, [Only]
+
+    assert Loops.__name__ == "Loops"  # the decorator gives the class back
+    rule_set = get_rule_set("loops")
+    assert (rule_set.name, rule_set.description) == ("Loops", "Loops forever.")
+    assert rule_set.children_keys("loops.Only") == ("loops.Only",)
+    with pytest.raises(RuleConfigurationError, match="lacks root, rules"):
+        @register
+        class Broken(RuleSet):
+            key = "broken"

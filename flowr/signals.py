@@ -1,0 +1,20 @@
+"""Signals sent once per change, after the transaction that made it has committed.
+
+Receivers never see a step that was rolled back. Each is sent with sender=Instance and
+keyword arguments `instance`, `entry` (the HistoryEntry written) and `user`.
+"""
+from django.dispatch import Signal
+
+instance_started = Signal()
+instance_stepped = Signal()
+instance_moved = Signal()
+
+
+def send_on_commit(signal, instance, entry, user):
+    """Send `signal` when the current transaction commits (at once outside one)."""
+    from django.db import transaction
+
+    from .models import Instance
+
+    transaction.on_commit(lambda: signal.send(sender=Instance, instance=instance, entry=entry,
+                                              user=user))
