@@ -160,11 +160,9 @@ def create_machine(rule_set, name, description=""):
     code = get_rule_set(rule_set.key)
     with transaction.atomic():
         machine = Machine.objects.create(name=name, description=description, rule_set=rule_set)
-        root_rule = code.get(code.root_key)
-        State.objects.create(machine=machine, name=root_rule.get_display_name(),
-                             rule_key=code.root_key, is_root=True,
-                             settings=clean_settings(code.root_key, {}) if not
-                             root_rule.settings_form else {})
+        # The root starts without settings; staff fill them in with the rule's form.
+        State.objects.create(machine=machine, name=code.get(code.root_key).get_display_name(),
+                             rule_key=code.root_key, is_root=True, settings={})
     return machine
 
 
