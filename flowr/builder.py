@@ -125,6 +125,15 @@ def _locked(machine):
     return MachineGraph.load(machine)
 
 
+def _current(graph, state):
+    """The locked graph's copy of `state`, or GraphError if it was removed meanwhile."""
+    found = graph.by_key.get(state.key)
+    if found is None:
+        raise GraphError(f"State '{state}' no longer exists in machine '{graph.machine}'; "
+                         f"nothing was changed.", state=state)
+    return found
+
+
 def _unique_name(graph, wanted):
     taken = {s.name for s in graph.states}
     if wanted not in taken:
@@ -170,7 +179,7 @@ def add_child(parent, rule_key, name=None, settings=None, key=None):
     """Add a new state of `rule_key` as a child of `parent`; returns the new State."""
     with transaction.atomic():
         graph = _locked(parent.machine)
-        parent = graph.by_key[parent.key]
+        parent = _current(graph, parent)
         rule_set = graph.rule_set
         rules = rule_set.graph_rules()
         if rule_key not in rules:
@@ -200,6 +209,7 @@ def connect(parent, child):
         graph = _locked(parent.machine)
         if child.machine_id != parent.machine_id:
             raise GraphError(f"States '{parent}' and '{child}' belong to different machines.")
+        parent, child = _current(graph, parent), _current(graph, child)
         rules = graph.rule_set.graph_rules()
         problem = _graph.edge_error(graph.rule_map, graph.edges, rules, parent.key, child.key,
                                     graph.names)
@@ -228,7 +238,7 @@ def remove_state(state):
     """Remove one state and its transitions, unless that strands other states."""
     with transaction.atomic():
         graph = _locked(state.machine)
-        problem = graph.removal_error(graph.by_key[state.key])
+        problem = graph.removal_error(_current(graph, state))
         if problem:
             raise GraphError(problem, state=state)
         State.objects.filter(pk=state.pk).delete()
@@ -241,7 +251,7 @@ def prune_state(state):
         graph = _locked(state.machine)
         if state.key == graph.root.key:
             raise GraphError(f"State '{state}' is the root; the root cannot be pruned.")
-        doomed = graph.prune_preview(graph.by_key[state.key])
+        doomed = graph.prune_preview(_current(graph, state))
         State.objects.filter(pk__in=[s.pk for s in doomed]).delete()
         _touch(state.machine)
     return [s.name for s in doomed]
@@ -251,7 +261,7 @@ def update_state(state, name=None, settings=None):
     """Rename a state and/or replace its settings (validated by the rule's form)."""
     with transaction.atomic():
         graph = _locked(state.machine)
-        state = graph.by_key[state.key]
+        state = _current(graph, state)
         if name is not None:
             name = name.strip()
             if not name:

@@ -252,3 +252,16 @@ def test_random_builder_operations_keep_the_graph_valid(ops):
                 pass
             _check_invariants(machine)
         transaction.set_rollback(True)
+
+
+def test_changes_to_a_state_removed_meanwhile_are_refused(ex):
+    c = builder.add_child(ex.root_state, f"{EX}.C")
+    stale = State.objects.get(pk=c.pk)
+    builder.prune_state(c)
+    for change in (lambda: builder.add_child(stale, f"{EX}.D"),
+                   lambda: builder.update_state(stale, name="X"),
+                   lambda: builder.remove_state(stale),
+                   lambda: builder.connect(stale, ex.root_state)):
+        with pytest.raises(GraphError, match="no longer exists in machine 'Ex'"):
+            change()
+    assert states(ex) == ["A"]
