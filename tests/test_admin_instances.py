@@ -525,3 +525,13 @@ def test_unregistered_rules_are_shown_and_refuse_to_step(staff_client, orders):
     response = post_step(staff_client, orders)
     assert response.status_code == 302 and "is not registered" in message(response)
     assert fresh(orders).state_name == "Draft"
+
+
+def test_a_refused_task_state_edit_keeps_the_typed_text(staff_client, orders):
+    typed = '{"amount": 12, "note": "half-typed'
+    staff_client.post(task_state_url(orders), {"task_state": typed})
+    page = staff_client.get(change_url(orders)).content.decode()
+    assert "Task state not saved" in page
+    assert '{&quot;amount&quot;: 12, &quot;note&quot;: &quot;half-typed' in page
+    again = staff_client.get(change_url(orders)).content.decode()  # shown once only
+    assert "half-typed" not in again

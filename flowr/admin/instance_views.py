@@ -178,6 +178,25 @@ def step_view(model_admin, request, object_id):
     return _back(request, model_admin, instance)
 
 
+_DRAFT_KEY = "flowr_task_state_draft"
+
+
+def _keep_draft(request, instance, response):
+    """Remember the refused text for the next page of this instance (in the session)."""
+    request.session[_DRAFT_KEY] = {"instance": str(instance.pk),
+                                   "text": request.POST.get("task_state", "")[:100_000]}
+    return response
+
+
+def pop_task_state_draft(request, instance):
+    """The task-state text refused for this instance just before, or None."""
+    draft = request.session.get(_DRAFT_KEY)
+    if not draft or draft.get("instance") != str(instance.pk):
+        return None
+    del request.session[_DRAFT_KEY]
+    return draft["text"]
+
+
 def task_state_view(model_admin, request, object_id):
     """POST: replace the instance's task state with a JSON object (change permission)."""
     if request.method != "POST":
@@ -189,13 +208,13 @@ def task_state_view(model_admin, request, object_id):
     form = TaskStateForm(request.POST)
     if not form.is_valid():
         messages.error(request, f"Task state not saved. {_errors_text(form)}")
-        return back
+        return _keep_draft(request, instance, back)
     try:
         with transaction.atomic():
             engine.save_task_state(instance, form.cleaned_data["task_state"])
     except FlowrError as exc:
         messages.error(request, f"Task state not saved: {exc}")
-        return back
+        return _keep_draft(request, instance, back)
     model_admin.log_change(request, instance, "Edited the task state.")
     messages.success(request, f"Task state of instance {short_id(instance)} saved.")
     return back

@@ -274,7 +274,7 @@ class InstanceAdmin(InstanceMoveMixin, admin.ModelAdmin):
                                             current_app=self.admin_site.name),
             "flowr_can_edit_task_state": self.has_change_permission(request, obj),
         }
-        context.update(self._task_state_context(obj))
+        context.update(self._task_state_context(request, obj))
         return context
 
     def _page_steps(self, request, obj):
@@ -295,11 +295,13 @@ class InstanceAdmin(InstanceMoveMixin, admin.ModelAdmin):
             })
         return steps
 
-    def _task_state_context(self, obj):
+    def _task_state_context(self, request, obj):
         try:
             state = engine.task_state_of(obj)
         except FlowrError as exc:
             return {"flowr_task_state_error": str(exc)}
         text = json.dumps(state, indent=2, sort_keys=True, ensure_ascii=False, default=str)
-        return {"flowr_task_state": text,
-                "flowr_task_state_form": views.TaskStateForm(initial={"task_state": text})}
+        # A refused edit comes back in the box as it was typed, so nothing is lost.
+        draft = views.pop_task_state_draft(request, obj)
+        return {"flowr_task_state": text, "flowr_task_state_form": views.TaskStateForm(
+            initial={"task_state": text if draft is None else draft})}
