@@ -54,24 +54,21 @@ def lock(model, pk):
     return model.from_db(connection.alias, names, values)
 
 
-def update(obj, fields):
-    """UPDATE the named fields of `obj` (already set on it) by primary key."""
+def _update_sql(obj, fields):
     model = type(obj)
-    key = ("update", connection.vendor, model, tuple(fields))
     meta = model._meta
     columns = [meta.get_field(name) for name in fields]
+    key = ("update", connection.vendor, model, tuple(fields))
     sql = _SQL.get(key)
     if sql is None:
         sets = ", ".join(f"{_q(f.column)} = %s" for f in columns)
         sql = _SQL[key] = f"UPDATE {_q(meta.db_table)} SET {sets} WHERE {_q(meta.pk.column)} = %s"
     params = [f.get_db_prep_save(getattr(obj, f.attname), connection) for f in columns]
     params.append(meta.pk.get_db_prep_value(obj.pk, connection))
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+    return sql, params
 
 
-def insert(obj):
-    """INSERT `obj` (auto primary key) and set its pk; one statement."""
+def _insert_sql(obj):
     model = type(obj)
     meta = model._meta
     fields = [f for f in meta.concrete_fields if f is not meta.auto_field]
@@ -84,7 +81,10 @@ def insert(obj):
         if connection.features.can_return_columns_from_insert:
             sql += f" RETURNING {_q(meta.pk.column)}"
         _SQL[key] = sql
-    params = [f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields]
+    return sql, [f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields]
+
+
+def _execute_insert(sql, params, obj):
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         if connection.features.can_return_columns_from_insert:
@@ -94,3 +94,31 @@ def insert(obj):
     obj._state.adding = False
     obj._state.db = connection.alias
     return obj
+
+
+def update(obj, fields):
+    """UPDATE the named fields of `obj` (already set on it) by primary key."""
+    sql, params = _update_sql(obj, fields)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+
+
+def insert(obj):
+    """INSERT `obj` (auto primary key) and set its pk; one statement."""
+    sql, params = _insert_sql(obj)
+    return _execute_insert(sql, params, obj)
+
+
+def update_then_insert(obj, fields, new):
+    """UPDATE `obj`'s fields and INSERT `new`: one round trip on PostgreSQL, two elsewhere.
+
+    PostgreSQL runs a data-modifying WITH clause whether or not the main statement
+    reads it, so the update and the insert travel as one statement.
+    """
+    if connection.vendor != "postgresql":
+        update(obj, fields)
+        return insert(new)
+    update_sql, update_params = _update_sql(obj, fields)
+    insert_sql, insert_params = _insert_sql(new)
+    sql = f"WITH _flowr_update AS ({update_sql}) {insert_sql}"
+    return _execute_insert(sql, update_params + insert_params, new)

@@ -189,8 +189,7 @@ def step(instance, to=None, user=None, note="", data=None, expected_state=None):
         locked.last_activity = now
         if not graph.children[target]:
             locked.status = Instance.FINISHED
-        _sql.update(locked, _STEP_FIELDS)
-        entry = _sql.insert(HistoryEntry(
+        entry = _sql.update_then_insert(locked, _STEP_FIELDS, HistoryEntry(
             instance=locked, seq=locked.step_count, from_key=source,
             from_name=graph.names[source], to_key=target, to_name=graph.names[target],
             version_id=locked.version_id, user=_user(user), at=now, note=note or "",
