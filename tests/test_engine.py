@@ -261,7 +261,8 @@ def test_queries_per_step_are_constant_and_few(size):
     instance = machine.start()
     instance.step()  # warms the compiled-version cache
     steps = [_queries(instance.step) for _ in range(3)]
-    assert steps[0] == steps[1] == steps[2] <= 5, steps
+    # BEGIN, locked read, update, history insert, COMMIT; PostgreSQL merges update+insert.
+    assert steps == [4 if connection.vendor == "postgresql" else 5] * 3, steps
     assert _queries(machine.start) <= 5
 
 
