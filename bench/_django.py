@@ -4,7 +4,9 @@ Call `setup()` before importing models. With `database_url` (PostgreSQL) the nam
 database is dropped and re-created; without it a temporary SQLite *file* is used
 with the project's SQLite settings (WAL, synchronous=NORMAL).
 """
+import atexit
 import os
+import shutil
 import sys
 import tempfile
 
@@ -34,6 +36,7 @@ def setup(database_url=None):
     else:
         os.environ.pop("DATABASE_URL", None)
         folder = tempfile.mkdtemp(prefix="flowr-bench-")
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
         os.environ["FLOWR_SQLITE_PATH"] = os.path.join(folder, "bench.sqlite3")
     import django
     from django.core.management import call_command

@@ -11,63 +11,13 @@ its django-reversion revision).
 import os
 import statistics
 import sys
-import tempfile
 import time
-import uuid
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _django  # noqa: E402
+
 STATES = 500
 RUNS = 5
-
-
-def setup_django():
-    sys.path.insert(0, ROOT)
-    os.chdir(ROOT)
-    os.environ["DJANGO_SETTINGS_MODULE"] = "flowr_site.settings"
-    os.environ.update(DEBUG="0", SECRET_KEY="bench-" + "x" * 50, SECURE_SSL_REDIRECT="0",
-                      ALLOWED_HOSTS="localhost")
-    os.environ.pop("DATABASE_URL", None)
-    folder = tempfile.mkdtemp(prefix="flowr-bench-ie-")
-    os.environ["FLOWR_SQLITE_PATH"] = os.path.join(folder, "bench.sqlite3")
-    import django
-    from django.core.management import call_command
-
-    django.setup()
-    call_command("migrate", verbosity=0)
-
-
-def register_chain_rules():
-    from django import forms
-
-    from flowr.rules import Rule, RuleSet, register
-    from flowr.sync import sync_rule_sets
-
-    class StepSettings(forms.Form):
-        n = forms.IntegerField(min_value=0)
-
-    class Start(Rule):
-        children = ["Step"]
-
-    class Step(Rule):
-        children = ["Step", "Start"]
-        multiple_paths = True
-        settings_form = StepSettings
-
-    register(RuleSet("bench_chain", root=Start, rules=[Start, Step]))
-    sync_rule_sets()
-
-
-def chain_document(count):
-    """Start → Step 1 → … → Step n-1, every 10th step looping back to Start."""
-    states = [{"key": "start", "name": "Start", "rule": "bench_chain.Start", "settings": {}}]
-    states += [{"key": f"s{i}", "name": f"Step {i}", "rule": "bench_chain.Step",
-                "settings": {"n": i}} for i in range(1, count)]
-    keys = [s["key"] for s in states]
-    edges = [[a, b] for a, b in zip(keys, keys[1:], strict=False)]
-    edges += [[k, "start"] for k in keys[10::10]]
-    return {"uuid": str(uuid.uuid4()), "name": f"Chain {count}", "description": "",
-            "rule_set": "bench_chain", "format": 1,
-            "graph": {"root": "start", "states": states, "transitions": edges}}
 
 
 def measure(func):
@@ -82,13 +32,16 @@ def measure(func):
 
 
 def main():
-    setup_django()
-    register_chain_rules()
+    _django.setup()
+    from tests.factories import chain_document, register_chain_rules
+
+    register_chain_rules("bench_chain")
     from flowr import interchange
     from flowr.models import Machine
     from flowr.resources import MachineJSON, MachineResource
 
-    machine, _ = interchange.apply_document(chain_document(STATES))
+    machine, _ = interchange.apply_document(
+        chain_document(STATES, f"Chain {STATES}", key="bench_chain"))
     queryset = Machine.objects.filter(pk=machine.pk)
 
     def export():

@@ -8,29 +8,14 @@ FLOWS_REDIS_STATE_STORE_HOST/PORT, DB FLOWR_BENCH_REDIS_DB, default 9; only the
 bench's own keys are written and deleted). Notes go to stderr.
 """
 import os
-import shutil
 import sys
-import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _django  # noqa: E402
+
 TASKS = 100
 SECONDS = float(os.environ.get("FLOWR_BENCH_SECONDS", "3"))
-
-
-def setup_django(folder):
-    """Configure the project on a fresh SQLite file and migrate it."""
-    sys.path.insert(0, ROOT)
-    os.environ["DJANGO_SETTINGS_MODULE"] = "flowr_site.settings"
-    # Production-like: DEBUG off, so no query logging.
-    os.environ.update(DEBUG="0", SECRET_KEY="bench-" + "x" * 50,
-                      ALLOWED_HOSTS="localhost", FLOWR_SQLITE_PATH=os.path.join(folder, "b.db"))
-    os.environ.pop("DATABASE_URL", None)
-    import django
-    from django.core.management import call_command
-
-    django.setup()
-    call_command("migrate", verbosity=0)
 
 
 def run(store):
@@ -67,15 +52,11 @@ def redis_rate():
 
 
 def main():
-    folder = tempfile.mkdtemp(prefix="flowr-bench-statestore-")
-    try:
-        setup_django(folder)
-        from flowr.statestore import django_store
+    _django.setup()
+    from flowr.statestore import django_store
 
-        print(f"django_store_ops_per_s: {run(django_store.StateStore())}", flush=True)
-        print(f"redis_store_ops_per_s: {redis_rate()}", flush=True)
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+    print(f"django_store_ops_per_s: {run(django_store.StateStore())}", flush=True)
+    print(f"redis_store_ops_per_s: {redis_rate()}", flush=True)
 
 
 if __name__ == "__main__":

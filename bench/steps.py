@@ -19,26 +19,9 @@ PG_URL = os.environ.get("FLOWR_BENCH_PG_URL", "postgres://postgres@127.0.0.1:543
 
 
 def chain_machine(length, name):
-    from flowr import builder
-    from flowr.rules import Rule, RuleSet, is_registered, register
-    from flowr.sync import sync_rule_sets
+    from tests.factories import cycle_machine
 
-    if not is_registered("bench"):
-        class Link(Rule):
-            children = ["Link", "Head"]
-
-        class Head(Rule):
-            children = ["Link"]
-
-        register(RuleSet("bench", root=Head, rules=[Head, Link]))
-        sync_rule_sets()
-    machine = builder.create_machine("bench", name)
-    state = machine.root_state
-    for _ in range(length - 1):
-        state = builder.add_child(state, "bench.Link")
-    builder.connect(state, machine.root_state)  # a cycle: stepping never finishes
-    machine.publish()
-    return machine
+    return cycle_machine(length, name, key="bench")
 
 
 def count_queries(fn):

@@ -7,7 +7,8 @@ from django.db import connection
 
 from flowr.exceptions import AlreadyMoved
 from flowr.models import Instance
-from tests.test_engine import _chain_machine, replay
+from tests.factories import cycle_machine
+from tests.test_engine import replay
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -35,7 +36,7 @@ def _run_threads(target):
 
 
 def test_concurrent_steps_all_apply_exactly_once(postgres_only):
-    machine = _chain_machine(5)  # a cycle: every state has exactly one next state
+    machine = cycle_machine(5)  # a cycle: every state has exactly one next state
     ids = [machine.start().pk for _ in range(INSTANCES)]
     done = Counter()
     lock = threading.Lock()
@@ -56,7 +57,7 @@ def test_concurrent_steps_all_apply_exactly_once(postgres_only):
 
 
 def test_concurrent_double_submissions_step_once(postgres_only):
-    machine = _chain_machine(4)
+    machine = cycle_machine(4)
     ids = [machine.start().pk for _ in range(INSTANCES)]
     wins, losses = Counter(), Counter()
     lock = threading.Lock()

@@ -12,6 +12,7 @@ from flowr.exceptions import (
 from flowr.models import HistoryEntry, Instance, MachineVersion
 from flowr.rules import Rule, RuleSet, register, unregister
 from flowr.sync import sync_rule_sets
+from tests.factories import cycle_machine
 
 pytestmark = [pytest.mark.django_db, pytest.mark.postgres]
 
@@ -237,27 +238,9 @@ def _queries(fn):
     return len(ctx.captured_queries)
 
 
-def _chain_machine(length):
-    class Link(Rule):
-        children = ["Link", "Head"]
-
-    class Head(Rule):
-        children = ["Link"]
-
-    register(RuleSet("chain", root=Head, rules=[Head, Link]))
-    sync_rule_sets()
-    machine = builder.create_machine("chain", f"Chain {length}")
-    state = machine.root_state
-    for _ in range(length - 1):
-        state = builder.add_child(state, "chain.Link")
-    builder.connect(state, machine.root_state)
-    machine.publish()
-    return machine
-
-
 @pytest.mark.parametrize("size", [3, 500])
 def test_queries_per_step_are_constant_and_few(size):
-    machine = _chain_machine(size)
+    machine = cycle_machine(size)
     instance = machine.start()
     instance.step()  # warms the compiled-version cache
     steps = [_queries(instance.step) for _ in range(3)]

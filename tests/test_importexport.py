@@ -5,7 +5,6 @@ import sys
 import uuid
 
 import pytest
-from django import forms
 from django.contrib.auth.models import Permission
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
@@ -19,8 +18,7 @@ from flowr import interchange
 from flowr.demo.setup import demo_documents
 from flowr.models import HistoryEntry, Instance, Machine, State, TaskStateRecord, Transition
 from flowr.resources import MachineJSON, MachineResource
-from flowr.rules import Rule, RuleSet, register
-from flowr.sync import sync_rule_sets
+from tests.factories import chain_document, register_chain_rules
 
 pytestmark = [pytest.mark.django_db, pytest.mark.postgres]
 
@@ -73,37 +71,9 @@ def states_of(doc):
     return {s["key"]: s for s in doc["graph"]["states"]}
 
 
-class StepSettings(forms.Form):
-    n = forms.IntegerField(min_value=0)
-
-
 @pytest.fixture
 def chain_rules(db):
-    """A rule set whose Step may follow itself and loop back to Start: any chain length."""
-
-    class Start(Rule):
-        children = ["Step"]
-
-    class Step(Rule):
-        children = ["Step", "Start"]
-        multiple_paths = True
-        settings_form = StepSettings
-
-    register(RuleSet("chain", "Chain", root=Start, rules=[Start, Step]))
-    sync_rule_sets()
-
-
-def chain_document(count, name="Chain"):
-    """A machine of `count` states: Start → Step 1 → … → Step n, every 10th looping back."""
-    states = [{"key": "start", "name": "Start", "rule": "chain.Start", "settings": {}}]
-    states += [{"key": f"s{i}", "name": f"Step {i}", "rule": "chain.Step",
-                "settings": {"n": i}} for i in range(1, count)]
-    keys = [s["key"] for s in states]
-    edges = [[a, b] for a, b in zip(keys, keys[1:], strict=False)]
-    edges += [[k, "start"] for k in keys[10::10]]
-    return {"uuid": str(uuid.uuid4()), "name": name, "description": f"{count} states",
-            "rule_set": "chain", "format": 1,
-            "graph": {"root": "start", "states": states, "transitions": edges}}
+    register_chain_rules()
 
 
 # -- round trips --------------------------------------------------------------------

@@ -5,6 +5,7 @@ Every view that changes something is a POST (405 otherwise) behind admin_view
 flowr.engine — the only code that moves instances — and redirects with a message.
 """
 import json
+from functools import wraps
 
 from django import forms
 from django.contrib import messages
@@ -145,13 +146,28 @@ def step_message(entry):
 
 # -- views --------------------------------------------------------------------------
 
+def _post_only(view):
+    """Answer 405 to anything but POST (views taking model_admin first)."""
+    @wraps(view)
+    def wrapper(model_admin, request, *args, **kwargs):
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        return view(model_admin, request, *args, **kwargs)
+    return wrapper
+
+
+def _posted_instance(model_admin, request, object_id, has_permission):
+    """The instance a state-changing POST names; 403 without `has_permission`."""
+    instance = _instance(model_admin, request, object_id)
+    if not has_permission(request, instance):
+        raise PermissionDenied
+    return instance
+
+
+@_post_only
 def step_view(model_admin, request, object_id):
     """POST: step one instance to `to` (optional with one child), guarded by expected_state."""
-    if request.method != "POST":
-        return HttpResponseNotAllowed(["POST"])
-    instance = _instance(model_admin, request, object_id)
-    if not model_admin.has_step_permission(request, instance):
-        raise PermissionDenied
+    instance = _posted_instance(model_admin, request, object_id, model_admin.has_step_permission)
     expected = request.POST.get("expected_state", "")
     note_form = StepNoteForm(request.POST)
     if not expected or not note_form.is_valid():
@@ -197,13 +213,11 @@ def pop_task_state_draft(request, instance):
     return draft["text"]
 
 
+@_post_only
 def task_state_view(model_admin, request, object_id):
     """POST: replace the instance's task state with a JSON object (change permission)."""
-    if request.method != "POST":
-        return HttpResponseNotAllowed(["POST"])
-    instance = _instance(model_admin, request, object_id)
-    if not model_admin.has_change_permission(request, instance):
-        raise PermissionDenied
+    instance = _posted_instance(model_admin, request, object_id,
+                                model_admin.has_change_permission)
     back = HttpResponseRedirect(_change_url(model_admin, instance) + "#task-state")
     form = TaskStateForm(request.POST)
     if not form.is_valid():
