@@ -62,6 +62,9 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "import_export",
     "reversion",
+    "rangefilter",
+    "django_tasks",
+    "django_tasks_db",
     "flowr",
 ]
 # Demo rule sets (flowr/demo/flowr_rules.py); switch off with FLOWR_DEMO_RULES=0.
@@ -155,6 +158,16 @@ STORAGES = {
             if DEBUG
             else "whitenoise.storage.CompressedManifestStaticFilesStorage"
         )
+    },
+}
+
+# Background work (deadlines, large migrations): Django's Tasks API with its database
+# backend. Enqueueing is an INSERT in the caller's transaction; `manage.py db_worker`
+# processes (Procfile: worker) run the tasks, any number of them.
+TASKS = {
+    "default": {
+        "BACKEND": "django_tasks_db.DatabaseBackend",
+        "QUEUES": ["default"],
     },
 }
 

@@ -7,7 +7,8 @@ import pytest
 
 REQUIRE_SERVICES = os.environ.get("FLOWR_REQUIRE_SERVICES") == "1"
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
-REDIS_TEST_DB = 9  # a separate DB number; flushed by the tests that use it
+# A separate DB number, flushed by the tests that use it; parallel checkouts set their own.
+REDIS_TEST_DB = int(os.environ.get("FLOWR_REDIS_TEST_DB", "9"))
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = os.path.join(os.path.dirname(os.path.dirname(__file__)), "artifacts")
 
