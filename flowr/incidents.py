@@ -78,7 +78,7 @@ def _claim(incident):
     Lock order as in open_incident: the instance row first, then the incident.
     """
     try:
-        engine.lock(incident.instance_id)
+        instance = engine.lock(incident.instance_id)
     except Instance.DoesNotExist:
         raise IncidentClosed(f"Incident #{incident.pk}: its instance no longer exists.")
     locked = Incident.objects.select_for_update().filter(pk=incident.pk).first()
@@ -86,6 +86,7 @@ def _claim(incident):
         raise IncidentClosed(f"Incident #{incident.pk} is no longer open"
                              f"{f' ({locked.get_status_display().lower()})' if locked else ''}; "
                              f"nothing was done.")
+    locked.instance = instance
     return locked
 
 
@@ -98,9 +99,11 @@ def retry(incident, user):
     who = user.get_username() if user else "system"
     with transaction.atomic():
         locked = _claim(incident)
-        result, detail = timers.attempt_timeout(
-            locked.instance_id, locked.position, locked.state_key,
-            note_suffix=f" (retried by {who}, incident #{locked.pk})")
+        graph = engine.compiled_by_id(locked.instance.version_id)
+        due_after = (graph.options.get(locked.state_key) or {}).get("due_after")
+        note = f"{timers.timeout_note(due_after)} (retried by {who}, incident #{locked.pk})"
+        result, detail = timers.attempt_timeout(locked.instance_id, locked.position,
+                                                locked.state_key, locked.target_key, note)
         now = timezone.now()
         if result == timers.FIRED:
             _close(locked, Incident.RESOLVED, user, f"Retried by {who}: stepped to "

@@ -11,10 +11,11 @@ from . import taskqueue, timers
 
 
 @task()
-def fire_timeout(instance_id, position, state_key, attempt=1):
+def fire_timeout(instance_id, position, state_key, target_key, due_after, attempt=1):
     """Step an instance along its state's timeout, if it is still at `position`."""
     taskqueue.keep_sweeping()
-    return timers.fire_timeout(instance_id, position, state_key, attempt)
+    return timers.fire_timeout(instance_id, position, state_key, target_key, due_after,
+                               attempt)
 
 
 @task()

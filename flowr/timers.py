@@ -5,8 +5,8 @@ enters a state (start, step, timed step, operator move, undo, migration), with t
 instance row locked. It sets `Instance.due_at` and enqueues the state's timeout task
 (run after the due time) and reminder task through Django's task framework; the
 database backend's enqueue is an INSERT on the same connection, so a rolled-back step
-schedules nothing and a committed step cannot lose its timers. Changes that keep the
-state but take a new position (a version move, resume) call `on_position`.
+schedules nothing and a committed step cannot lose its timers. A version move keeps the
+state but takes a new position: it calls `on_position`.
 
 Firing. Every task carries (instance id, position number, state key). A timer whose
 instance has moved on since (any change of state, version or status bumps the
@@ -49,11 +49,12 @@ def on_enter(instance, graph, key, now):
 
 
 def on_position(instance, graph, now):
-    """New timers for a new position at the same state (version move, resume).
+    """New timers for a new position at the same state (a version move).
 
     The deadline still counts from when the state was entered (under the options of
     `graph`, the instance's version now); one already past fires at once. A reminder
-    whose time has passed is not sent again.
+    whose time has passed is not sent again. (Resuming restarts the deadline instead:
+    flowr.controls calls on_enter.)
     """
     from .models import Instance
 
@@ -62,7 +63,7 @@ def on_position(instance, graph, now):
     if instance.status != Instance.ACTIVE:
         if instance.status == Instance.FINISHED:
             instance.due_at = None
-        return  # suspended: resume calls on_position again
+        return
     entered = instance.state_entered_at or now
     due_after = options.get("due_after")
     instance.due_at = entered + timedelta(seconds=due_after) if due_after else None
@@ -74,7 +75,10 @@ def _schedule(instance, key, options, entered, now):
 
     args = (str(instance.pk), instance.step_count, key)
     if instance.due_at is not None and options.get("timeout_to"):
-        tasks.fire_timeout.using(run_after=max(instance.due_at, now)).enqueue(*args)
+        # The target and the delay travel with the timer (fixed for this position), so
+        # firing needs no read before the step's own locked one.
+        tasks.fire_timeout.using(run_after=max(instance.due_at, now)).enqueue(
+            *args, options["timeout_to"], options["due_after"])
     if options.get("remind_after"):
         remind_at = entered + timedelta(seconds=options["remind_after"])
         if remind_at >= now:
@@ -99,27 +103,25 @@ def error_text(exc):
     return text if getattr(exc, "message", None) else f"{type(exc).__name__}: {text}"
 
 
-def attempt_timeout(instance_id, position, state_key, note_suffix=""):
-    """Try one timed step; returns (result, detail): detail is the history entry (fired),
-    a reason (stale) or the exception (failed, then result is None)."""
+def timeout_note(due_after):
+    """The note of a timed step's history entry: "timeout after 2 days"."""
+    return f"timeout after {format_duration(due_after or 0)}"
+
+
+def attempt_timeout(instance_id, position, state_key, target_key, note):
+    """Try one timed step; returns (result, detail): detail is the history entry (FIRED),
+    the reason (STALE) or the exception (failed: result None). Nothing changes unless
+    the instance is still active at `position`: engine.step checks under the row lock."""
     from . import engine
     from .exceptions import AlreadyMoved, InstanceNotActive
     from .models import HistoryEntry, Instance
 
-    instance = Instance.objects.filter(pk=instance_id).first()
-    if instance is None:
-        return STALE, "the instance no longer exists"
-    if instance.step_count != position:
-        return STALE, f"the instance has moved on (position {instance.step_count}, " \
-                      f"at '{instance.state_name}')"
-    options = engine.compiled_by_id(instance.version_id).options.get(state_key) or {}
-    if not options.get("timeout_to"):
-        return STALE, f"state '{instance.state_name}' has no automatic step any more"
-    note = f"timeout after {format_duration(options.get('due_after') or 0)}{note_suffix}"
     try:
-        entry = engine.step(instance, to=options["timeout_to"], note=note,
+        entry = engine.step(Instance(pk=instance_id), to=target_key, note=note,
                             expected_position=position, expected_state=state_key,
                             kind=HistoryEntry.TIMEOUT)
+    except Instance.DoesNotExist:
+        return STALE, "the instance no longer exists"
     except (AlreadyMoved, InstanceNotActive) as exc:
         return STALE, str(exc)
     except Exception as exc:  # noqa: BLE001 - any failure is retried, then an incident
@@ -127,11 +129,12 @@ def attempt_timeout(instance_id, position, state_key, note_suffix=""):
     return FIRED, entry
 
 
-def fire_timeout(instance_id, position, state_key, attempt=1):
-    """The timeout task's work: step the instance if it is still at `position`."""
+def fire_timeout(instance_id, position, state_key, target_key, due_after, attempt=1):
+    """The timeout task's work: step the instance to `target_key` if still at `position`."""
     from . import incidents
 
-    result, detail = attempt_timeout(instance_id, position, state_key)
+    result, detail = attempt_timeout(instance_id, position, state_key, target_key,
+                                     timeout_note(due_after))
     if result == STALE:
         return stale(instance_id, position, detail)
     if result == FIRED:
@@ -140,7 +143,8 @@ def fire_timeout(instance_id, position, state_key, attempt=1):
     retries = int(config.get("FLOWR_TIMER_RETRIES"))
     if attempt <= retries:
         delay = config.seconds("FLOWR_TIMER_RETRY_DELAY") * 2 ** (attempt - 1)
-        _retry_later(instance_id, position, state_key, attempt + 1, delay)
+        _retry_later(delay, instance_id, position, state_key, target_key, due_after,
+                     attempt + 1)
         logger.warning("Timed step of instance %s failed (attempt %s of %s), retrying in "
                        "%ss: %s", instance_id, attempt, retries + 1, delay, error)
         return _result(RETRY, instance_id, position, attempt=attempt, error=error,
@@ -154,12 +158,12 @@ def fire_timeout(instance_id, position, state_key, attempt=1):
                    incident=incident.pk)
 
 
-def _retry_later(instance_id, position, state_key, attempt, delay):
+def _retry_later(delay, *args):
+    """Enqueue the timeout task again (the task framework has no retries of its own)."""
     from . import tasks
 
     run_after = timezone.now() + timedelta(seconds=delay)
-    tasks.fire_timeout.using(run_after=run_after).enqueue(str(instance_id), position,
-                                                          state_key, attempt)
+    tasks.fire_timeout.using(run_after=run_after).enqueue(*args)
 
 
 # -- notes and reminders ------------------------------------------------------------------

@@ -115,6 +115,18 @@ if DATABASE_URL:
         if env_bool("FLOWR_PG_PREPARED_STATEMENTS", True):
             DATABASES["default"].setdefault("OPTIONS", {}).update(
                 server_side_binding=True, prepare_threshold=5)
+        # The Procfile's worker sets it to "off": a PostgreSQL crash may then undo the
+        # worker's last ~0.6 s of timed steps together with the queue rows that ran them
+        # (one WAL: always a consistent prefix), and those timers fire again; no timer is
+        # lost or steps twice (only signal receivers outside the database may see a
+        # timed step twice). It saves an fsync per commit, three per timer.
+        sync_commit = env("FLOWR_PG_SYNCHRONOUS_COMMIT", "")
+        if sync_commit:
+            if sync_commit not in {"on", "off", "local", "remote_write", "remote_apply"}:
+                raise ImproperlyConfigured(f"FLOWR_PG_SYNCHRONOUS_COMMIT={sync_commit!r} is "
+                                           f"not a synchronous_commit value (on, off, …).")
+            DATABASES["default"].setdefault("OPTIONS", {})["options"] = \
+                f"-c synchronous_commit={sync_commit}"
     # Lets parallel test runs on one server use different test databases.
     if env("FLOWR_PG_TEST_DB"):
         DATABASES["default"]["TEST"] = {"NAME": env("FLOWR_PG_TEST_DB")}

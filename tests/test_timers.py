@@ -28,7 +28,9 @@ def test_entering_a_timed_state_sets_due_time_and_schedules_in_the_same_transact
     reminder, = queued("send_reminder")
     assert timeout.run_after == instance.due_at
     assert reminder.run_after == instance.state_entered_at + timedelta(days=1)
-    assert timeout.args_kwargs["args"] == [str(instance.pk), 0, machine.root_state.key]
+    escalated = machine.states.get(name="Escalated").key
+    assert timeout.args_kwargs["args"] == [str(instance.pk), 0, machine.root_state.key,
+                                           escalated, 2 * 86400]
 
 
 def test_a_rolled_back_or_failed_step_schedules_nothing():

@@ -131,25 +131,31 @@ def worker_env(**extra):
     return env
 
 
-def start_worker(worker_id, env, interval=0.2):
-    """Start `manage.py db_worker` in its own process group (so it can be killed whole)."""
-    return subprocess.Popen(
-        [sys.executable, "manage.py", "db_worker", "--no-reload", "--no-startup-delay",
-         "--interval", str(interval), "--worker-id", worker_id, "--verbosity", "0"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        start_new_session=True)
+def start_worker(worker_id, env, log, interval=0.2, verbosity=1):
+    """Start `manage.py db_worker` in its own process group (so it can be killed whole),
+    its output (at verbosity 1: "Starting worker …", then a line per task) in `log`."""
+    with open(log, "ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "manage.py", "db_worker", "--no-reload", "--no-startup-delay",
+             "--interval", str(interval), "--worker-id", worker_id,
+             "--verbosity", str(verbosity)],
+            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
 
 
 def stop_worker(process, sig=signal.SIGTERM, timeout=20):
-    """Stop a worker started by start_worker; returns its stderr text."""
+    """Stop a worker started by start_worker (the whole process group); its exit code."""
     if process.poll() is None:
         os.killpg(process.pid, sig)
     try:
-        _, err = process.communicate(timeout=timeout)
+        return process.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
-        _, err = process.communicate()
-    return (err or b"").decode(errors="replace")
+        return process.wait()
+
+
+def worker_started(log):
+    """Has the worker logging to `log` started polling?"""
+    return log.exists() and "Starting worker" in log.read_text(errors="replace")
 
 
 def wait_for(predicate, timeout=120, every=0.2):

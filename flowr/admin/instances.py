@@ -35,6 +35,7 @@ from .history import HISTORY_LIMIT, history_rows, visited_keys
 from .instance_filters import StateFilter, StatusFilter, VersionFilter
 from .moves import InstanceMoveMixin
 from .reports import report_urls
+from .timers import InstanceTimersMixin
 
 
 class InstanceChangeList(ChangeList):
@@ -272,7 +273,7 @@ class InstanceAdminBase(admin.ModelAdmin):
 
 
 @admin.register(Instance)
-class InstanceAdmin(InstanceMoveMixin, InstanceAdminBase):
+class InstanceAdmin(InstanceTimersMixin, InstanceMoveMixin, InstanceAdminBase):
     """The instance admin: the base plus one mixin per feature module."""
 
     actions = [*InstanceAdminBase.actions, "move_to_version"]

@@ -11,6 +11,14 @@ from flowr.models import Machine
 DEMO_USERNAME = "demo"
 DEMO_PASSWORD = "flowr-demo"
 FIXTURE = Path(__file__).resolve().parents[2] / "fixtures" / "demo_machines.json"
+# The instances a demo machine starts with (three plain ones unless listed here).
+DEMO_STARTS = {
+    "Leave request": [
+        {"title": "Ana: 2 days in May", "task_state": {"days": 2}},
+        {"title": "Ben: 5 days in June", "task_state": {"days": 5}},
+        {"title": "Cleo: 14 days in August", "task_state": {"days": 14}},
+    ],
+}
 
 
 def demo_documents():
@@ -32,7 +40,7 @@ def load_demo():
         with transaction.atomic():
             machine, _ = interchange.apply_document(doc, validate=False)
             machine.publish()
-            for _ in range(3):
-                machine.start()
+            for start in DEMO_STARTS.get(doc["name"], [{}] * 3):
+                machine.start(**start)
         created.append(machine.name)
     return created
