@@ -123,3 +123,31 @@ def test_task_state_a_database_cannot_hold_is_refused(store, example_machine, ba
     with pytest.raises(StateNotSerialisable):
         engine.save_task_state(fresh(instance), bad)
     assert fresh(instance).task_state == {} and fresh(instance).last_seq == 0
+
+
+@pytest.mark.redis
+@pytest.mark.django_db(transaction=True)
+def test_redis_round_trips_per_step(redis_db, settings, demo_machines, monkeypatch):
+    """Unchanged task state: one EXPIRE. Changed: SET before COMMIT, one pipelined
+    EXPIRE+DEL after it. Reading it in a hook: one GETEX."""
+    from redis.connection import AbstractConnection
+
+    settings.FLOWS_TASK_IDLE_TIMEOUT = 600
+    sent = []
+    real = AbstractConnection.send_packed_command
+
+    def counting(self, command, check_health=True):
+        sent.append(command)
+        return real(self, command, check_health)
+
+    ticket = demo_machines["support"].start()
+    ticket.step(to="Open")  # writes times_opened
+    ticket.step(to="Waiting on customer")  # no hook: touch only
+    monkeypatch.setattr(AbstractConnection, "send_packed_command", counting)
+    fresh(ticket).step(to="Open")  # hooks read (GETEX) and write (SET); retire after COMMIT
+    changed = len(sent)
+    instance = fresh(ticket)
+    instance.task_state  # loaded before the step: the step shares it (no second read)
+    sent.clear()
+    engine.step(instance, to="Resolved")  # unchanged: one EXPIRE
+    assert (changed, len(sent)) == (3, 1)
