@@ -3,8 +3,8 @@
     FLOWR_BENCH_PG_URL=postgres://postgres@127.0.0.1:5432/flowr_bench_NAME python bench/timers.py
 
 1,000 instances wait in a state with a deadline; their timeout tasks are made due at the
-same second; worker processes (started beforehand, with the Procfile's options) step
-them. Prints all_fired_s_1_worker and all_fired_s_2_workers (due → the last one
+same second; worker processes started beforehand, exactly as the Procfile's `worker:`
+line says (its options and environment), step them. Prints all_fired_s_1_worker and all_fired_s_2_workers (due → the last one
 stepped), fire_p50_s_2_workers and fire_p99_s_2_workers (due → stepped, per timer) and
 duplicates (timers that stepped their instance twice), plus the same per-timer figures
 for one worker and stale_timers.
@@ -21,7 +21,6 @@ import _django  # noqa: E402
 
 PG_URL = os.environ.get("FLOWR_BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432/flowr_bench")
 TIMERS = 1000
-INTERVAL = 1.0  # the Procfile's db_worker --interval
 
 
 def start_round(machine):
@@ -61,8 +60,8 @@ def run_round(machine, workers, folder):
 
     env = worker_env()
     logs = [Path(folder) / f"w{workers}-{n}.log" for n in range(workers)]
-    processes = [start_worker(f"bench-{workers}-{n}", env, log, interval=INTERVAL,
-                              verbosity=1) for n, log in enumerate(logs)]
+    processes = [start_worker(f"bench-{workers}-{n}", env, log)
+                 for n, log in enumerate(logs)]
     try:
         if not wait_for(lambda: all(map(worker_started, logs)), timeout=120):
             raise SystemExit("the workers did not start: " + logs[0].read_text()[-2000:])

@@ -141,7 +141,11 @@ def test_the_instance_page_shows_the_deadline_and_the_open_incidents(staff_clien
     assert "Deadline and incidents" in page and "1 open incident" in page
     assert "Due <strong" in page and "(in 59" in page and "overdue by" not in page
     assert f"/admin/flowr/incident/{incident.pk}/retry/" in page
-    assert "steps to <strong>Escalated</strong> by itself" in page
+    assert f"the automatic step to <strong>Escalated</strong> failed: <a href=\"/admin/flowr/" \
+           f"incident/{incident.pk}/change/\">incident #{incident.pk}</a> (open)" in page
+    page = staff_client.get(reverse("admin:flowr_instance_change",
+                                    args=[timed_machine(name="Fine").start().pk]))
+    assert "steps to <strong>Escalated</strong> by itself" in page.content.decode()
 
 
 def test_the_instance_list_has_a_due_column_and_a_deadline_filter(staff_client):

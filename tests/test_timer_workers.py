@@ -18,6 +18,7 @@ from tests.timer_support import (
 )
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+FAST = ("--interval", "0.2", "--no-startup-delay")  # after the Procfile's options
 
 
 def start_instances(machine, count):
@@ -55,7 +56,7 @@ def test_two_workers_fire_1000_due_timers_exactly_once(postgres_only, tmp_path):
     ids = start_instances(machine, 1000)
     env = worker_env()
     logs = [tmp_path / "w1.log", tmp_path / "w2.log"]
-    workers = [start_worker(f"w{n}", env, log) for n, log in enumerate(logs, 1)]
+    workers = [start_worker(f"w{n}", env, log, *FAST) for n, log in enumerate(logs, 1)]
     try:
         assert wait_for(lambda: all(map(worker_started, logs)), timeout=60), "no workers"
         make_due(timezone.now() + timedelta(seconds=0.5))
@@ -89,7 +90,7 @@ def test_a_worker_killed_mid_step_loses_no_timer(postgres_only, tmp_path):
     with transaction.atomic():
         # Hold the victim's row lock: the worker blocks inside that timed step.
         Instance.objects.select_for_update().get(pk=victim)
-        first = start_worker("first", env, tmp_path / "first.log")
+        first = start_worker("first", env, tmp_path / "first.log", *FAST)
         try:
             claimed = wait_for(lambda: queued("fire_timeout", status="RUNNING")
                                .filter(pk=victim_task.pk).exists(), timeout=120)
@@ -99,7 +100,7 @@ def test_a_worker_killed_mid_step_loses_no_timer(postgres_only, tmp_path):
             stop_worker(first, signal.SIGKILL)  # killed in the middle of the step
     assert Instance.objects.get(pk=victim).state_name == "A"
     assert queued("fire_timeout", status="RUNNING").get().pk == victim_task.pk
-    second = start_worker("second", env, tmp_path / "second.log")
+    second = start_worker("second", env, tmp_path / "second.log", *FAST)
     try:
         assert wait_for(lambda: all_stepped(ids), timeout=120), "a timer was lost"
         time.sleep(1)

@@ -1,5 +1,6 @@
 """Machines with deadlines, running queued tasks in-process, and real db_worker processes."""
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -131,15 +132,32 @@ def worker_env(**extra):
     return env
 
 
-def start_worker(worker_id, env, log, interval=0.2, verbosity=1):
-    """Start `manage.py db_worker` in its own process group (so it can be killed whole),
-    its output (at verbosity 1: "Starting worker …", then a line per task) in `log`."""
+def procfile_worker():
+    """(environment, arguments after manage.py) of the Procfile's `worker:` line."""
+    line = next(text for text in open(os.path.join(ROOT, "Procfile"), encoding="utf-8")
+                if text.startswith("worker:"))
+    words = shlex.split(line.partition(":")[2])
+    env = {}
+    if words[0] == "env":
+        words.pop(0)
+        while "=" in words[0]:
+            name, _, value = words.pop(0).partition("=")
+            env[name] = value
+    assert words[:2] == ["python", "manage.py"], f"unexpected Procfile worker line: {line}"
+    return env, words[2:]
+
+
+def start_worker(worker_id, env, log, *options, verbosity=1):
+    """Start the Procfile's worker (`manage.py db_worker …`, plus `options`) in its own
+    process group (so it can be killed whole), its output in `log` (at verbosity 1:
+    "Starting worker …", then a line per task)."""
+    extra_env, arguments = procfile_worker()
     with open(log, "ab") as out:
         return subprocess.Popen(
-            [sys.executable, "manage.py", "db_worker", "--no-reload", "--no-startup-delay",
-             "--interval", str(interval), "--worker-id", worker_id,
+            [sys.executable, "manage.py", *arguments, *options, "--worker-id", worker_id,
              "--verbosity", str(verbosity)],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+            cwd=ROOT, env={**env, **extra_env}, stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True)
 
 
 def stop_worker(process, sig=signal.SIGTERM, timeout=20):

@@ -5,6 +5,7 @@ Retry and Dismiss are POSTs (405 otherwise) behind admin_view (login, CSRF), che
 against `flowr.resolve_incident` (403 for a forged POST); they call flowr.incidents,
 which writes the instance's history, log a LogEntry and redirect with a message.
 """
+from datetime import timedelta
 from functools import wraps
 
 from django import forms
@@ -99,9 +100,11 @@ class IncidentAdmin(admin.ModelAdmin):
 
     @admin.display(description="last failed", ordering="failed_at")
     def failed_when(self, obj):
-        return format_html('<span title="{}">{} ago</span>',
-                           timezone.localtime(obj.failed_at).strftime("%Y-%m-%d %H:%M:%S"),
-                           timesince(obj.failed_at, timezone.now(), depth=1))
+        now = timezone.now()
+        ago = "just now" if now - obj.failed_at < timedelta(minutes=1) else \
+            f"{timesince(obj.failed_at, now, depth=1)} ago"
+        return format_html('<span title="{}">{}</span>',
+                           timezone.localtime(obj.failed_at).strftime("%Y-%m-%d %H:%M:%S"), ago)
 
     @admin.display(description="status", ordering="status")
     def status_label(self, obj):

@@ -6,7 +6,7 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
-from django.utils.timesince import timesince, timeuntil
+from django.utils.timesince import timesince
 
 from .. import engine
 from ..models import Incident, Instance
@@ -53,9 +53,16 @@ def due_label(instance, status, now=None):
     exact = timezone.localtime(instance.due_at).strftime("%Y-%m-%d %H:%M:%S")
     if instance.due_at < now:
         return format_html('<span class="flowr-overdue" title="due {}">overdue {}</span>',
-                           exact, timesince(instance.due_at, now, depth=1))
-    return format_html('<span title="due {}">in {}</span>', exact,
-                       timeuntil(instance.due_at, now, depth=1))
+                           exact, _span(instance.due_at, now))
+    return format_html('<span title="due {}">in {}</span>', exact, _span(now, instance.due_at))
+
+
+def _span(earlier, later):
+    """A rounded time span for the list: "42 seconds", "5 minutes", "2 days"."""
+    seconds = int((later - earlier).total_seconds())
+    if seconds < 60:
+        return f"{seconds} second{'s' if seconds != 1 else ''}"
+    return timesince(earlier, later, depth=1)
 
 
 class InstanceTimersMixin:
@@ -89,6 +96,8 @@ class InstanceTimersMixin:
                 "timeout_to": graph.names.get(options.get("timeout_to", ""), ""),
                 "remind_after": format_duration(options["remind_after"])
                 if options.get("remind_after") else "",
+                # The automatic step of this very position already failed for good.
+                "failed": next((i for i in incidents if i.position == obj.step_count), None),
             },
             "flowr_incidents": incidents[:PANEL_INCIDENTS],
             "flowr_incidents_more": len(incidents) > PANEL_INCIDENTS,

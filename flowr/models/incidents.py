@@ -28,7 +28,7 @@ class Incident(models.Model):
     state_name = models.CharField(max_length=200)
     target_key = models.CharField(max_length=64, blank=True)
     target_name = models.CharField(max_length=200, blank=True)
-    action = models.CharField(max_length=300, help_text="What was tried.")
+    action = models.CharField("what was tried", max_length=300)
     error = models.TextField(help_text="The error of the last attempt.")
     attempts = models.PositiveIntegerField(default=1)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
