@@ -13,7 +13,7 @@ DEMO_PASSWORD = "flowr-demo"
 FIXTURE = Path(__file__).resolve().parents[2] / "fixtures" / "demo_machines.json"
 # The instances a demo machine starts with (three plain ones unless listed here).
 DEMO_STARTS = {
-    "Leave request": [
+    "Vacation request": [
         {"title": "Ana: 2 days in May", "task_state": {"days": 2}},
         {"title": "Ben: 5 days in June", "task_state": {"days": 5}},
         {"title": "Cleo: 14 days in August", "task_state": {"days": 14}},
