@@ -16,6 +16,10 @@ DEFAULTS = {
     "FLOWS_TASK_IDLE_TIMEOUT": 20 * 60,
     "FLOWR_IMPORT_MAX_BYTES": 2 * 1024 * 1024,
     "FLOWR_IMPORT_MAX_STATES": 2000,
+    # Import uploads wait for their confirmation in this folder (default: a
+    # "flowr-imports" folder in the system's temp dir), at most this many seconds.
+    "FLOWR_IMPORT_TMP_DIR": "",
+    "FLOWR_IMPORT_TMP_MAX_AGE": 60 * 60,
 }
 
 
