@@ -53,7 +53,7 @@ CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
 
 INSTALLED_APPS = [
     "grappelli",
-    "django.contrib.admin",
+    "flowr_site.apps.FlowrAdminConfig",  # django.contrib.admin with Flowr's admin site
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",

@@ -6,10 +6,6 @@ from django.views.generic import RedirectView
 
 from flowr.views import healthz
 
-admin.site.site_header = "Flowr"
-admin.site.site_title = "Flowr"
-admin.site.index_title = "State machines"
-
 
 def _not_used(request):
     """Grappelli's lookup URLs: named for its templates, answering 404."""

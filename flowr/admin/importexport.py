@@ -6,9 +6,9 @@ import time
 
 from django import forms
 from django.contrib import messages
+from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
 from django.http import HttpResponse, HttpResponseRedirect
-from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.text import slugify
@@ -19,6 +19,7 @@ from import_export.tmp_storages import TempFolderStorage
 
 from .. import config, interchange
 from ..resources import MachineJSON, MachineResource
+from ._ids import get_or_404
 
 MAX_MESSAGES = 20
 
@@ -162,7 +163,7 @@ class MachineImportExportMixin(ImportExportMixin):
 
     def export_one_view(self, request, object_id):
         """Download one machine as JSON (a read: GET is fine)."""
-        machine = get_object_or_404(self.get_queryset(request), pk=object_id)
+        machine = get_or_404(self.get_queryset(request), unquote(object_id))
         if not (self.has_export_permission(request)
                 and self.has_view_or_change_permission(request, machine)):
             raise PermissionDenied
