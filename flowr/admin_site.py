@@ -5,14 +5,24 @@ the ModelAdmins, which register themselves on that very site.
 """
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
+from django.contrib.admin.options import IncorrectLookupParameters
 
 
-class SafeSelectionMixin:
-    """A changelist action whose selection holds a malformed id does nothing and says so.
+class SafeInputMixin:
+    """Malformed list parameters and selections get the admin's answers, never a 500.
 
-    Django's admin filters `pk__in=<posted ids>` unchecked: "abc" for a numeric or UUID
-    key is a 500. Mixed into every ModelAdmin (Flowr's, auth's, any app's) by the site.
+    Django's admin filters `pk__in=<posted ids>` unchecked ("abc" for a numeric or UUID
+    key is a 500) and passes list-filter values to the database as they come (a NUL is
+    a 500 on PostgreSQL, which cannot hold one in text). Mixed into every ModelAdmin
+    (Flowr's, auth's, any app's) by the site.
     """
+
+    def get_changelist_instance(self, request):
+        if any("\x00" in key or any("\x00" in value for value in values)
+               for key, values in request.GET.lists()):
+            # The changelist answers this with its "?e=1" redirect, as for any bad filter.
+            raise IncorrectLookupParameters("A list parameter holds a NUL character.")
+        return super().get_changelist_instance(request)
 
     def response_action(self, request, queryset):
         from .admin._ids import parse_pks
@@ -34,8 +44,8 @@ class FlowrAdminSite(admin.AdminSite):
 
     def register(self, model_or_iterable, admin_class=None, **options):
         admin_class = admin_class or admin.ModelAdmin
-        if not issubclass(admin_class, SafeSelectionMixin):
-            admin_class = type(admin_class.__name__, (SafeSelectionMixin, admin_class),
+        if not issubclass(admin_class, SafeInputMixin):
+            admin_class = type(admin_class.__name__, (SafeInputMixin, admin_class),
                                {"__module__": admin_class.__module__,
                                 "__doc__": admin_class.__doc__})
         super().register(model_or_iterable, admin_class, **options)
