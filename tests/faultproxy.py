@@ -6,7 +6,8 @@
         ...
         assert proxy.fired.wait(5)           # the fault happened
 
-Faults (each armed one fires once, then the proxy passes traffic through again):
+Faults (each armed one fires once, then the proxy passes traffic through again;
+`fired` is set when a fault has hit traffic):
 - `lose_reply(command, then=...)`: forward the next matching command to Redis, swallow
   its reply, then "close" the client connection (FIN), "reset" it (RST) or "hold" it
   (open, silent: the client waits for its socket timeout).
@@ -27,6 +28,7 @@ import socket
 import struct
 import threading
 from collections import deque
+from contextlib import contextmanager
 
 REDIS_ADDRESS = ("127.0.0.1", 6379)
 _SUBCOMMANDS = {b"CLIENT", b"ACL", b"CONFIG", b"COMMAND", b"OBJECT", b"MEMORY"}
@@ -166,6 +168,7 @@ class FaultProxy:
     def hold_replies(self):
         """Keep every reply (a stalled Redis) until release() or stop()."""
         with self._lock:
+            self.fired.clear()
             self._holding = True
 
     def release(self):
@@ -176,8 +179,13 @@ class FaultProxy:
 
     def reset_all(self):
         """Reset (RST) every open client connection."""
-        self._run_in_loop(lambda: [self._close(link, reset=True)
-                                   for link in list(self._links.values())])
+        self.fired.clear()
+
+        def reset():
+            for link in set(self._links.values()):
+                self._close(link, reset=True)
+                self.fired.set()
+        self._run_in_loop(reset)
 
     def disarm(self):
         """Forget an armed fault that has not fired."""
@@ -294,6 +302,7 @@ class FaultProxy:
                 continue
             elif self._holding:
                 link.held += raw
+                self.fired.set()
             else:
                 link.client.sendall(raw)
 
@@ -336,7 +345,20 @@ def _reset(sock):
     sock.close()
 
 
-def _listen(host):
+@contextmanager
+def unreachable(host="127.0.0.1"):
+    """(host, port) of a listener that never completes a connection: its accept queue is
+    full, so a client's connect times out as with a host that drops packets."""
+    listener = _listen(host, backlog=0)
+    filler = socket.create_connection(listener.getsockname(), timeout=2)
+    try:
+        yield listener.getsockname()
+    finally:
+        filler.close()
+        listener.close()
+
+
+def _listen(host, backlog=64):
     """A listening socket on a port of FLOWR_TEST_PORTS ("low-high"), else OS-chosen."""
     ports = os.environ.get("FLOWR_TEST_PORTS", "")
     low, _, high = ports.partition("-")
@@ -349,6 +371,6 @@ def _listen(host):
         except OSError:
             sock.close()
             continue
-        sock.listen(64)
+        sock.listen(backlog)
         return sock
     raise RuntimeError(f"no free port in FLOWR_TEST_PORTS={ports}")
