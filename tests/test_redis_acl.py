@@ -128,3 +128,30 @@ def test_readme_gives_the_same_acl_line():
     with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as readme:
         text = readme.read()
     assert f"ACL SETUSER flowr reset on >PASSWORD {ACL_RULES}" in text
+
+
+# A step needs GETEX (a hook reads the state), SET (a hook changed it) or EXPIRE (it did
+# not: the idle timeout restarts); without it the step is refused and nothing changes.
+STEP_NEEDS = [("getex", "Open"), ("set", "Open"), ("expire", "Waiting on customer")]
+
+
+@pytest.mark.parametrize("command, to", STEP_NEEDS)
+def test_a_step_without_a_permission_it_needs_is_refused_and_changes_nothing(
+        acl_user, demo_machines, command, to):
+    from flowr import engine
+    from flowr.models import Instance
+    from flowr.statestore import TaskStateUnavailable
+
+    acl_user(ACL_RULES)
+    ticket = demo_machines["support"].start()
+    if to != "Open":
+        engine.step(ticket, to="Open")
+    before = Instance.objects.get(pk=ticket.pk)
+    name = acl_user(without(command))
+    with pytest.raises(TaskStateUnavailable) as refused:
+        engine.step(Instance.objects.get(pk=ticket.pk), to=to)
+    assert "Nothing was changed" in str(refused.value)
+    assert f"ACL SETUSER {name} {ACL_RULES}" in str(refused.value)
+    after = Instance.objects.get(pk=ticket.pk)
+    assert (after.state_key, after.step_count, after.last_seq, after.task_state_version) == (
+        before.state_key, before.step_count, before.last_seq, before.task_state_version)
