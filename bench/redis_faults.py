@@ -34,6 +34,13 @@ def timed_failure(ticket):
 
 
 def main():
+    import socket
+
+    try:
+        socket.create_connection(("127.0.0.1", 6379), timeout=1).close()
+    except OSError:
+        print("Redis is not running on 127.0.0.1:6379; nothing measured.", file=sys.stderr)
+        return
     _django.setup()
     from django.conf import settings
 

@@ -225,7 +225,10 @@ def hostile_forms(crawler, forms, patterns, each_field=True):
         crawler.post(form.action, fields, pattern)
         for value in HOSTILE_FIELDS:
             crawler.post(form.action, dict.fromkeys(fields, value), pattern)
-        for name in fields if each_field else ():
+        # Alone: the data fields; the admin's own controls (_save, _continue, initial-…)
+        # were hostile in the all-at-once pass.
+        for name in [n for n in fields if not n.startswith(("_", "initial-"))] \
+                if each_field else ():
             for value in HOSTILE_FEW:
                 crawler.post(form.action, {**fields, name: value}, pattern)
 
