@@ -39,7 +39,8 @@ def test_parse_pk_accepts_real_ids(example_machine):
     assert get_or_404(Instance.objects.all(), str(instance.pk)) == instance
 
 
-@pytest.mark.parametrize("value", ["abc", "%00", "99999999999999999999", str(uuid.uuid4())])
+@pytest.mark.parametrize("value", ["abc", "%00", "99999999999999999999",
+                                   "0c6f1d1e-7a45-4b8e-9a59-2f0a3f6c1b11"])
 def test_export_json_of_a_malformed_or_unknown_machine_is_404(staff_client, value):
     assert staff_client.get(f"/admin/flowr/machine/{value}/export-json/").status_code == 404
 
