@@ -186,3 +186,16 @@ def test_healthz_reports_waiting_timers_and_healthz_timers_fails_when_late(clien
     settings.FLOWR_TIMERS_LATE_AFTER = 3600
     assert client.get("/healthz/timers").status_code == 200
     assert client.post("/healthz/timers").status_code == 405
+
+
+def test_open_incidents_for_the_desk_cost_two_queries():
+    from flowr.admin.desk_incidents import open_incidents
+
+    first, second = make_incident("First"), make_incident("Second")
+    incidents_dismissed = Incident.objects.filter(pk=first.pk)
+    incidents_dismissed.update(status=Incident.DISMISSED)
+    with CaptureQueriesContext(connection) as queries:
+        total, rows = open_incidents()
+    assert len(queries.captured_queries) == 2
+    assert total == 1 and [row.pk for row in rows] == [second.pk]
+    assert rows[0].instance == "Second" and rows[0].url.endswith(f"/{second.pk}/change/")

@@ -1,9 +1,13 @@
 """Real `manage.py db_worker` processes fire timers exactly once, also after a SIGKILL.
 
-PostgreSQL only (the worker processes connect to the test database by its name, so the
-test commits its data: transaction=True); they run in the PostgreSQL pass of make test.
+The PostgreSQL tests let the worker processes connect to the test database by its name
+(the test commits its data: transaction=True); they run in the PostgreSQL pass of
+make test. The SQLite test migrates a database file of its own for them.
 """
 import signal
+import sqlite3
+import subprocess
+import sys
 import time
 from datetime import timedelta
 
@@ -14,10 +18,10 @@ from django.utils import timezone
 
 from flowr.models import HistoryEntry, Instance
 from tests.timer_support import (
-    queued, start_worker, stop_worker, timed_example, wait_for, worker_env, worker_started,
+    ROOT, queued, start_worker, stop_worker, timed_example, wait_for, worker_env,
+    worker_started,
 )
 
-pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 FAST = ("--interval", "0.2", "--no-startup-delay")  # after the Procfile's options
 
 
@@ -51,6 +55,8 @@ def assert_each_stepped_once(ids):
                                    status=Instance.FINISHED).count() == len(ids)
 
 
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
 def test_two_workers_fire_1000_due_timers_exactly_once(postgres_only, tmp_path):
     machine = timed_example(due_after=3600)
     ids = start_instances(machine, 1000)
@@ -80,6 +86,8 @@ def _blocked_on_a_row_lock():
         return cursor.fetchone()[0]
 
 
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
 def test_a_worker_killed_mid_step_loses_no_timer(postgres_only, tmp_path):
     machine = timed_example(due_after=3600)
     ids = start_instances(machine, 200)
@@ -110,3 +118,42 @@ def test_a_worker_killed_mid_step_loses_no_timer(postgres_only, tmp_path):
     victim_task.refresh_from_db()
     assert victim_task.worker_ids == ["first", "second"]
     assert victim_task.return_value["result"] == "fired"
+
+
+SQLITE_SETUP = """
+from datetime import timedelta
+from django.utils import timezone
+from flowr.models import Instance
+from tests.timer_support import queued, timed_example
+machine = timed_example(due_after=3600)
+ids = [machine.start().pk for _ in range(30)]
+due = timezone.now() + timedelta(seconds=1)
+Instance.objects.update(due_at=due)
+queued("fire_timeout").update(run_after=due)
+"""
+
+
+@pytest.mark.django_db
+def test_the_demo_worker_fires_timers_once_on_sqlite(tmp_path):
+    """`make run`'s setting: a SQLite file and the Procfile's worker."""
+    database = tmp_path / "demo.sqlite3"
+    env = {k: v for k, v in worker_env().items() if k != "DATABASE_URL"}
+    env.update(FLOWR_SQLITE_PATH=str(database), DEBUG="1")
+    for command in (["migrate", "--noinput", "-v", "0"], ["shell", "-c", SQLITE_SETUP]):
+        subprocess.run([sys.executable, "manage.py", *command], cwd=ROOT, env=env,
+                       check=True, capture_output=True, timeout=300)
+
+    def count(sql):
+        with sqlite3.connect(database, timeout=20) as db:
+            return db.execute(sql).fetchone()[0]
+    log = tmp_path / "worker.log"
+    worker = start_worker("sqlite", env, log, *FAST)
+    try:
+        assert wait_for(lambda: count("SELECT count(*) FROM flowr_instance WHERE "
+                                      "state_name = 'B'") == 30, timeout=120), log.read_text()
+    finally:
+        stop_worker(worker)
+    assert count("SELECT count(*) FROM flowr_historyentry WHERE kind = 'timeout'") == 30
+    assert count("SELECT count(DISTINCT instance_id) FROM flowr_historyentry "
+                 "WHERE kind = 'timeout'") == 30
+    assert "Traceback" not in log.read_text() and "locked" not in log.read_text()

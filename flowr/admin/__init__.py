@@ -1,2 +1,2 @@
 """Flowr's admin: one ModelAdmin per module."""
-from . import incidents, instances, machines, rulesets  # noqa: F401
+from . import desk_incidents, incidents, instances, machines, rulesets  # noqa: F401
