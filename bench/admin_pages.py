@@ -9,6 +9,8 @@ the pages through django.test.Client; times are medians of RUNS warm requests. P
     instance_list_ms, instance_list_queries   (10,000 instances, first page of 100)
     instance_list_queries_10                  (10 instances)
     instance_page_ms, instance_page_queries   (one instance with a few steps of history)
+    incident_list_ms, incident_list_queries   (1,000 open incidents, first page of 100)
+    incident_list_queries_10                  (10 incidents)
 """
 import random
 import statistics
@@ -71,6 +73,37 @@ def stepped_instance(user):
     return ticket
 
 
+def add_incidents(count, offset=0):
+    """bulk_create open incidents on `count` of the instances."""
+    from django.utils import timezone
+
+    from flowr.models import Incident, Instance
+
+    now = timezone.now()
+    Incident.objects.bulk_create([
+        Incident(instance=instance, position=0, state_key=instance.state_key,
+                 state_name=instance.state_name, target_key="x", target_name="Next",
+                 action=f"Timed step from '{instance.state_name}' to 'Next' (due after 1 day)",
+                 error="Step to 'Next' refused: a guard said no.", attempts=4,
+                 created_at=now, failed_at=now)
+        for instance in Instance.objects.order_by("pk")[offset:offset + count]],
+        batch_size=1000)
+
+
+def incident_figures(client):
+    """The incident list with 10 and with 1,000 open incidents."""
+    from django.urls import reverse
+
+    url = reverse("admin:flowr_incident_changelist")
+    add_incidents(10)
+    _, queries_10 = measure(client, url)
+    add_incidents(990, offset=10)
+    list_ms, list_queries = measure(client, url)
+    print(f"incident_list_ms: {list_ms:.1f}")
+    print(f"incident_list_queries: {list_queries}")
+    print(f"incident_list_queries_10: {queries_10}")
+
+
 def main():
     warnings.filterwarnings("ignore", message="No directory at")  # whitenoise: no collectstatic
     setup()
@@ -106,6 +139,7 @@ def main():
     print(f"instance_list_queries_10: {queries_10}")
     print(f"instance_page_ms: {page_ms:.1f}")
     print(f"instance_page_queries: {page_queries}")
+    incident_figures(client)
     print(f"(instances: {Instance.objects.count()}, runs per figure: {RUNS}, "
           f"database: SQLite file)", file=sys.stderr)
 

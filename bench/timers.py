@@ -25,7 +25,7 @@ TIMERS = 1000
 
 def start_round(machine):
     """1,000 instances at A whose timers are due at the same whole second, 2 s from now."""
-    from django.db import transaction
+    from django.db import connection, transaction
     from django.utils import timezone
 
     from flowr.models import Instance
@@ -37,6 +37,10 @@ def start_round(machine):
     Instance.objects.filter(pk__in=ids).update(due_at=due)
     queued("fire_timeout").filter(args_kwargs__args__0__in=[str(i) for i in ids]) \
         .update(run_after=due)
+    with connection.cursor() as cursor:
+        # Planner statistics as autovacuum keeps them on a live queue table (a table
+        # filled a moment ago has none, and the workers' claim query would scan it).
+        cursor.execute("ANALYZE django_tasks_database_dbtaskresult")
     return ids, due
 
 

@@ -199,3 +199,14 @@ def test_open_incidents_for_the_desk_cost_two_queries():
     assert len(queries.captured_queries) == 2
     assert total == 1 and [row.pk for row in rows] == [second.pk]
     assert rows[0].instance == "Second" and rows[0].url.endswith(f"/{second.pk}/change/")
+
+
+def test_the_panel_warns_when_the_idle_timeout_comes_before_the_deadline(staff_client,
+                                                                       settings):
+    instance = timed_machine(due_after=7200).start()
+    url = reverse("admin:flowr_instance_change", args=[instance.pk])
+    settings.FLOWS_TASK_IDLE_TIMEOUT = 3600
+    assert "before its deadline: the timer will then do nothing" in \
+        staff_client.get(url).content.decode()
+    settings.FLOWS_TASK_IDLE_TIMEOUT = 0
+    assert "before its deadline" not in staff_client.get(url).content.decode()

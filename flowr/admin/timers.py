@@ -1,5 +1,7 @@
 """Deadlines in the instance admin: a due-time column, an "overdue" filter and a panel
 on the instance page with the deadline and the instance's incidents (InstanceTimersMixin)."""
+from datetime import timedelta
+
 from django.contrib import admin
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.db.models import Q
@@ -8,7 +10,7 @@ from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 from django.utils.timesince import timesince
 
-from .. import engine
+from .. import config, engine
 from ..models import Incident, Instance
 from ..options import format_duration
 
@@ -57,6 +59,15 @@ def due_label(instance, status, now=None):
     return format_html('<span title="due {}">in {}</span>', exact, _span(now, instance.due_at))
 
 
+def _expires_first(instance):
+    """When the idle timeout will expire the instance before its deadline (else None)."""
+    timeout = config.task_idle_timeout()
+    if not timeout or instance.due_at is None:
+        return None
+    expires = instance.last_activity + timedelta(seconds=timeout)
+    return expires if expires < instance.due_at else None
+
+
 def _span(earlier, later):
     """A rounded time span for the list: "42 seconds", "5 minutes", "2 days"."""
     seconds = int((later - earlier).total_seconds())
@@ -96,6 +107,8 @@ class InstanceTimersMixin:
                 "timeout_to": graph.names.get(options.get("timeout_to", ""), ""),
                 "remind_after": format_duration(options["remind_after"])
                 if options.get("remind_after") else "",
+                # FLOWS_TASK_IDLE_TIMEOUT ends the instance before its deadline comes.
+                "expires_first": _expires_first(obj),
                 # The automatic step of this very position already failed for good.
                 "failed": next((i for i in incidents if i.position == obj.step_count), None),
             },
