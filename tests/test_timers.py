@@ -198,3 +198,52 @@ def test_ensure_sweep_keeps_exactly_one_sweep_waiting():
     done = run_due_tasks(ahead=timedelta(hours=1), limit=1, sweep=True)
     assert done[0].return_value == {"result": "swept", "requeued": 0}
     assert queued("sweep").count() == 1  # it scheduled its successor
+
+
+@pytest.mark.parametrize("name, value", [("FLOWR_TIMER_RETRIES", 1.5),
+                                         ("FLOWR_TIMER_LEASE", -1),
+                                         ("FLOWR_TIMERS_LATE_AFTER", "soon")])
+def test_bad_timer_settings_are_system_check_errors(settings, name, value):
+    from flowr.checks import check_timer_settings
+
+    assert check_timer_settings(None) == []
+    setattr(settings, name, value)
+    errors = check_timer_settings(None)
+    assert [e.id for e in errors] == ["flowr.E003"] and name in errors[0].msg
+
+
+def test_entering_a_timed_state_costs_one_insert_per_task():
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from flowr import builder
+
+    machine = timed_machine(due_after=600, remind_after=60)
+    timed_version = machine.latest_version()
+    builder.update_state(machine.root_state, options={})
+    plain_version = machine.publish()
+
+    def back_to_waiting(version):
+        instance = machine.start(version=version)
+        instance.step(to="Escalated")
+        with CaptureQueriesContext(connection) as queries:
+            instance.step(to=machine.root_state.key)
+        return [q["sql"] for q in queries.captured_queries]
+    plain, timed = back_to_waiting(plain_version), back_to_waiting(timed_version)
+    assert len(timed) == len(plain) + 2  # the timeout and the reminder
+    inserts = [q for q in timed if q.startswith('INSERT INTO "django_tasks_database_dbtaskresult"')]
+    assert len(inserts) == 2
+
+
+def test_the_timers_command_reports_and_recovers(capsys):
+    from django.core.management import call_command
+
+    machine = timed_machine(due_after=60)
+    machine.start()
+    run_due_tasks(ahead=LATER)
+    machine.start()
+    call_command("timers", "--ensure-sweep", "--requeue-abandoned")
+    out = capsys.readouterr().out
+    for line in ("Sweep task queued.", "Re-queued 0 abandoned tasks.", "timers_fired: 1",
+                 "fire_timeout_ready: 1", "fire_timeout_successful: 1", "open_incidents: 0"):
+        assert line in out.splitlines(), out
