@@ -303,7 +303,8 @@ def step(instance, to=None, user=None, note="", data=None, expected_state=None,
         enter(locked, graph, target, user, now)
         entry = record(locked, graph, kind, user=user, now=now, note=note, data=data,
                        from_key=source, from_name=graph.names[source])
-        send_on_commit(signals.instance_stepped, instance, entry, _user(user))
+        # The locked row object: the caller's gets the new values only after COMMIT.
+        send_on_commit(signals.instance_stepped, locked, entry, _user(user))
     copy_back(locked, instance)
     return entry
 
@@ -436,6 +437,6 @@ def move(instance, version, user=None, note=""):
         entry = record(locked, target, HistoryEntry.MOVE, user=user, now=now,
                        from_key=key, from_name=old.names[key],
                        note=note or f"Moved from version {old_number} to {version.number}.")
-        send_on_commit(signals.instance_moved, instance, entry, _user(user))
+        send_on_commit(signals.instance_moved, locked, entry, _user(user))
     copy_back(locked, instance)
     return entry

@@ -247,3 +247,23 @@ def test_the_timers_command_reports_and_recovers(capsys):
     for line in ("Sweep task queued.", "Re-queued 0 abandoned tasks.", "timers_fired: 1",
                  "fire_timeout_ready: 1", "fire_timeout_successful: 1", "open_incidents: 0"):
         assert line in out.splitlines(), out
+
+
+def test_instance_stepped_receivers_see_the_instance_after_a_timed_step(
+        django_capture_on_commit_callbacks):
+    seen = []
+
+    def receiver(sender, instance, entry, user, **kwargs):
+        seen.append((instance.pk, instance.state_name, instance.step_count, entry.kind, user))
+    machine = timed_machine(due_after=60)
+    instance = machine.start()
+    signals.instance_stepped.connect(receiver)
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            run_due_tasks(ahead=LATER)
+        with django_capture_on_commit_callbacks(execute=True):
+            Instance.objects.get(pk=instance.pk).step(to="Done")
+    finally:
+        signals.instance_stepped.disconnect(receiver)
+    assert seen == [(instance.pk, "Escalated", 1, HistoryEntry.TIMEOUT, None),
+                    (instance.pk, "Done", 2, HistoryEntry.STEP, None)]
