@@ -52,6 +52,11 @@ def test_incident_list_retry_and_dismiss(admin_page, demo_machines, artifacts_di
            .locator(".flowr-incident-resolved")).to_be_visible()
     assert Instance.objects.get(pk=incident.instance_id).state_name == "Granted"
 
+    page.goto(f"/admin/flowr/incident/{Incident.objects.get(instance=dan).pk}/change/")
+    expect(page.get_by_role("button", name="Retry now")).to_be_visible()
+    expect(page.locator("#incident-actions textarea[name=reason]")).to_be_visible()
+    page.screenshot(path=os.path.join(artifacts_dir, "incident_page.png"), full_page=True)
+
     page.goto(f"/admin/flowr/instance/{dan.pk}/change/")
     panel = page.locator("#deadline")
     expect(panel).to_contain_text("1 open incident")

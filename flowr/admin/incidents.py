@@ -84,8 +84,8 @@ class IncidentAdmin(admin.ModelAdmin):
     def instance_link(self, obj):
         url = reverse("admin:flowr_instance_change", args=[obj.instance_id],
                       current_app=self.admin_site.name)
-        return format_html('<a class="flowr-wrap" href="{}">{}</a> <span class="flowr-muted">'
-                           'at {}</span>', url, obj.instance.label, obj.state_name)
+        return format_html('<a class="flowr-wrap" href="{}">{}</a><span class="flowr-muted">'
+                           '&nbsp;at {}</span>', url, obj.instance.label, obj.state_name)
 
     @admin.display(description="machine", ordering="instance__machine__name")
     def machine_name(self, obj):
@@ -146,6 +146,7 @@ class IncidentAdmin(admin.ModelAdmin):
             return HttpResponseNotAllowed(["GET"])  # Retry and Dismiss have their own views
         obj = self.get_object(request, unquote(object_id))
         extra_context = {**(extra_context or {}), "show_save": False,
+                         "title": f"Incident #{obj.pk}" if obj else "Incident",
                          "show_save_and_continue": False, "show_save_and_add_another": False,
                          "flowr_can_resolve": bool(obj and obj.is_open
                                                    and self.has_resolve_permission(request)),
