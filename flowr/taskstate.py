@@ -36,16 +36,19 @@ def task_id(instance_pk, version):
     return str(instance_pk) if not version else f"{instance_pk}:{version}"
 
 
-def read_version(instance_pk, version):
+def read_version(instance_pk, version, touch=True):
     """The task state stored as `version` (a dict; {} for a never-written version 0).
 
-    Raises StateNotFound when a written version is gone (expired), TaskStateUnavailable
-    when the store is down.
+    Reading is interaction: it restarts the idle timeout, unless `touch` is False (pages
+    that only look). Raises StateNotFound when a written version is gone (expired),
+    TaskStateUnavailable when the store is down.
     """
     from .statestore import StateNotFound, StoreUnavailable, get_store
 
+    store = get_store()
     try:
-        return get_store().get_state(task_id(instance_pk, version))
+        read = store.get_state if touch else store.peek_state
+        return read(task_id(instance_pk, version))
     except StateNotFound:
         if version:
             raise
@@ -54,17 +57,18 @@ def read_version(instance_pk, version):
         raise _unavailable(instance_pk, "read", exc) from exc
 
 
-def task_state_of(instance):
+def task_state_of(instance, touch=True):
     """The instance's task state dict, loaded once per object from the state store.
 
     An expired (or vanished) version reads as {}: expired task state is never returned.
+    `touch=False` reads without restarting the idle timeout (a page that only looks).
     """
     from .statestore import StateNotFound
 
     if _STATE not in instance.__dict__:
         version = instance.task_state_version
         try:
-            state = read_version(instance.pk, version)
+            state = read_version(instance.pk, version, touch)
         except StateNotFound:
             state = {}
         instance.__dict__.update({_STATE: state, _SAVED: _dump(state), _VERSION: version})

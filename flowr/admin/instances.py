@@ -261,7 +261,7 @@ class InstanceAdminBase(admin.ModelAdmin):
         if status == Instance.EXPIRED:
             return {"flowr_task_state_expired": True}
         try:
-            state = engine.task_state_of(obj)
+            state = engine.task_state_of(obj, touch=False)  # a GET changes nothing
         except FlowrError as exc:
             return {"flowr_task_state_error": str(exc)}
         text = json.dumps(state, indent=2, sort_keys=True, ensure_ascii=False, default=str)
