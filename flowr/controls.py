@@ -272,7 +272,8 @@ def undo_problem(instance, last):
     if problem:
         return problem
     if last is None or last.kind not in UNDOABLE:
-        what = f"a {last.get_kind_display().lower()} ({last})" if last else "missing"
+        kind = last.get_kind_display().lower() if last else ""
+        what = f"{'an' if kind[:1] in 'aeiou' else 'a'} {kind} ({last})" if last else "missing"
         return (f"The latest entry of instance {instance.label}'s history is {what}, not a "
                 f"step; only a step with nothing after it can be undone.")
     if (last.seq == 0 or last.version_id != instance.version_id
