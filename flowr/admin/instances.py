@@ -36,6 +36,7 @@ from .instance_filters import StateFilter, StatusFilter, VersionFilter
 from .controls import ACTIONS as CONTROL_ACTIONS
 from .controls import InstanceControlsMixin
 from .moves import InstanceMoveMixin
+from .search import InstanceSearchMixin
 from .reports import report_urls
 
 
@@ -274,7 +275,8 @@ class InstanceAdminBase(admin.ModelAdmin):
 
 
 @admin.register(Instance)
-class InstanceAdmin(InstanceControlsMixin, InstanceMoveMixin, InstanceAdminBase):
+class InstanceAdmin(InstanceControlsMixin, InstanceSearchMixin, InstanceMoveMixin,
+                    InstanceAdminBase):
     """The instance admin: the base plus one mixin per feature module."""
 
     actions = [*InstanceAdminBase.actions, "move_to_version", *CONTROL_ACTIONS]
