@@ -271,6 +271,8 @@ def undo_problem(instance, last):
     problem = status_problem(instance, UNDO)
     if problem:
         return problem
+    if last is not None and last.kind == HistoryEntry.START:
+        return f"Instance {instance.label} has taken no step yet; there is nothing to undo."
     if last is None or last.kind not in UNDOABLE:
         kind = last.get_kind_display().lower() if last else ""
         what = f"{'an' if kind[:1] in 'aeiou' else 'a'} {kind} ({last})" if last else "missing"

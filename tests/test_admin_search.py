@@ -135,7 +135,7 @@ def test_status_outcome_and_date_range_filters(staff_client, desk):
     for bad in ["tomorrow", "2024-13-45", "9" * 40, "\x00"]:  # ignored, never a 500
         assert staff_client.get(LIST, {"started_at__range__gte": bad}).status_code == 200
     html = staff_client.get(LIST).content.decode()
-    for title in ("By started", "By last activity", "outcome", "task data (exact value)"):
+    for title in ("By start date", "By last activity", "outcome", "task data (exact value)"):
         assert title.lower() in html.lower()
 
 

@@ -249,7 +249,7 @@ def test_undo_is_refused_after_anything_else_happened(ticket, admin_user):
 
 def test_undo_of_a_start_or_of_a_version_move_is_refused(example_machine):
     instance = example_machine.start()
-    with pytest.raises(UndoRefused, match="is a start"):
+    with pytest.raises(UndoRefused, match="has taken no step yet; there is nothing to undo"):
         controls.undo_last_step(instance, reason="r")
 
 

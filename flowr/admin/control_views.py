@@ -128,7 +128,9 @@ def _page(model_admin, request, control, instances, form, rows, *, single, check
     count = len(instances)
     subject = (f"instance {instances[0].label}" if single
                else f"{count} selected instance{'s' if count != 1 else ''}")
-    title = f"{control.label.rstrip('…')} {subject}"
+    title = {MOVE: f"Move {subject} to another state",
+             UNDO: f"Undo the last step of {subject}"}.get(control,
+                                                         f"{control.label} {subject}")
     bulk_url = reverse(f"admin:{opts.app_label}_{opts.model_name}_control_bulk",
                        args=[control.name], current_app=model_admin.admin_site.name)
     context = {

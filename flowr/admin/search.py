@@ -152,7 +152,9 @@ class DataFilter(admin.ListFilter):
         self.all_keys, self.keys = declared_keys(), keys_for(request)
         for name in [n for n in params if n.startswith(DATA_PREFIX) and self.all_keys]:
             value = params.pop(name)
-            self.used_parameters[name] = value[-1] if isinstance(value, list) else value
+            value = value[-1] if isinstance(value, list) else value
+            if value.strip():  # the form sends every key's input; empty ones filter nothing
+                self.used_parameters[name] = value.strip()
 
     def has_output(self):
         return bool(self.all_keys)
@@ -168,7 +170,8 @@ class DataFilter(admin.ListFilter):
         for key in dict.fromkeys([*self.keys, *(n[len(DATA_PREFIX):]
                                                 for n in self.used_parameters)]):
             name = DATA_PREFIX + key
-            yield {"key": key, "name": name, "value": self.used_parameters.get(name, ""),
+            yield {"key": key.replace("_", " "), "name": name,
+                   "value": self.used_parameters.get(name, ""),
                    "remove": changelist.get_query_string(remove=[name])}
 
     def queryset(self, request, queryset):
@@ -237,7 +240,7 @@ class InstanceSearchMixin:
 
     def get_list_filter(self, request):
         return [*super().get_list_filter(request), OutcomeFilter,
-                ("started_at", DateRangeFilterBuilder(title="started")),
+                ("started_at", DateRangeFilterBuilder(title="start date")),
                 ("last_activity", DateRangeFilterBuilder(title="last activity")),
                 DataFilter]
 
