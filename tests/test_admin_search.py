@@ -114,6 +114,19 @@ def test_bad_filter_values_get_a_message_not_a_500(staff_client, desk, query, te
     assert staff_client.get(response["Location"]).status_code == 200
 
 
+@pytest.mark.parametrize("query", [
+    "_facets=1", "_facets=1&data__customer=Globex&outcome=rejected", "o=99", "o=-4.x",
+    "started_at__range__gte=%00", "last_activity__range__lte=" + "9" * 5000,
+    "outcome=" + "z" * 150, "data__customer=%FF%FE", "q=%00%00", "data__=1",
+    "data__customer__contains=x", "search_data__customer=x",
+])
+def test_hostile_list_urls_never_answer_500(staff_client, desk, query):
+    response = staff_client.get(f"{LIST}?{query}")
+    assert response.status_code in (200, 302, 400), (query, response.status_code)
+    if response.status_code == 302:
+        assert staff_client.get(response["Location"]).status_code == 200
+
+
 def test_status_outcome_and_date_range_filters(staff_client, desk):
     orders = desk["orders"]
     suspended = orders.start(title="Held")
