@@ -167,6 +167,9 @@ def test_declared_keys_are_sortable_columns_and_outcome_is_shown(staff_client, d
     amounts = [i.search_data.get("amount") for i in ordered.context["cl"].result_list]
     assert amounts == [75, 80, 1200, 4600]
     assert ">rejected<" in response.content.decode()
+    rejected = Instance.objects.get(business_key="ORD-2000")
+    page = staff_client.get(reverse("admin:flowr_instance_change", args=[rejected.pk]))
+    assert "Outcome" in page.content.decode() and ">rejected<" in page.content.decode()
     everything = [h["text"] for h in staff_client.get(LIST).context["result_headers"]]
     assert {"customer", "priority", "amount"} <= set(everything)
 

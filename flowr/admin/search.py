@@ -262,6 +262,16 @@ class InstanceSearchMixin:
                    for key, alias in self._data_columns(request)}
         return queryset.alias(**aliases) if aliases else queryset
 
+    def get_fields(self, request, obj=None):
+        fields = list(super().get_fields(request, obj))
+        if "outcome_label" not in fields:
+            at = fields.index("status_label") + 1 if "status_label" in fields else len(fields)
+            fields.insert(at, "outcome_label")
+        return fields
+
+    def get_readonly_fields(self, request, obj=None):
+        return [*super().get_readonly_fields(request, obj), "outcome_label"]
+
     @admin.display(description="outcome", ordering="outcome")
     def outcome_label(self, obj):
         return obj.outcome or ""
