@@ -12,6 +12,8 @@ instance_started = Signal()
 instance_stepped = Signal()
 instance_moved = Signal()
 instance_due = Signal()
+#: An operator control: cancel, suspend, resume, move to state, undo (see entry.kind).
+instance_controlled = Signal()
 
 
 def send_on_commit(signal, instance, entry, user):

@@ -11,12 +11,26 @@ from flowr.models import Machine
 DEMO_USERNAME = "demo"
 DEMO_PASSWORD = "flowr-demo"
 FIXTURE = Path(__file__).resolve().parents[2] / "fixtures" / "demo_machines.json"
-# The instances a demo machine starts with (three plain ones unless listed here).
-DEMO_STARTS = {
-    "Vacation request": [
-        {"title": "Ana: 2 days in May", "task_state": {"days": 2}},
-        {"title": "Ben: 5 days in June", "task_state": {"days": 5}},
-        {"title": "Cleo: 14 days in August", "task_state": {"days": 14}},
+
+
+# Three instances per demo machine; orders and tickets carry the keys their rule sets
+# declare searchable (flowr/demo/flowr_rules.py), so the instance list finds them.
+DEMO_INSTANCES = {
+    "orders": [
+        ("ORD-1001", "Office chairs", {"customer": "Acme Ltd", "amount": 1200}),
+        ("ORD-1002", "Printer paper", {"customer": "Globex", "amount": 80}),
+        ("ORD-1003", "Standing desks", {"customer": "Acme Ltd", "amount": 4600}),
+    ],
+    "support": [
+        ("TCK-501", "Cannot log in", {"customer": "Globex", "priority": "high"}),
+        ("TCK-502", "Invoice address wrong", {"customer": "Initech", "priority": "normal"}),
+        ("TCK-503", "Feature request: export", {"customer": "Acme Ltd", "priority": "low"}),
+    ],
+    # Leave requests time out in minutes; Cleo's long one ends as an incident.
+    "leave": [
+        ("", "Ana: 2 days in May", {"days": 2}),
+        ("", "Ben: 5 days in June", {"days": 5}),
+        ("", "Cleo: 14 days in August", {"days": 14}),
     ],
 }
 
@@ -40,7 +54,7 @@ def load_demo():
         with transaction.atomic():
             machine, _ = interchange.apply_document(doc, validate=False)
             machine.publish()
-            for start in DEMO_STARTS.get(doc["name"], [{}] * 3):
-                machine.start(**start)
+            for key, title, state in DEMO_INSTANCES.get(doc["rule_set"], [("", "", None)] * 3):
+                machine.start(business_key=key, title=title, task_state=state)
         created.append(machine.name)
     return created
