@@ -174,7 +174,7 @@ def options_changes(old, new, old_names, new_names):
     """Per-option changes of two options dicts, in the order of flowr.options.KEYS."""
     return [f"{OPTION_LABELS.get(key, key)}: {_option_text(key, old.get(key), old_names)} → "
             f"{_option_text(key, new.get(key), new_names)}"
-            for key in (*_options.KEYS, *sorted(set(old) | set(new) - set(_options.KEYS)))
+            for key in (*_options.KEYS, *sorted((set(old) | set(new)) - set(_options.KEYS)))
             if old.get(key) != new.get(key)]
 
 

@@ -148,7 +148,11 @@ class MigrationPlan:
         """Set the choices: defaults, replaced by `overrides` {source key: Choice}; check them."""
         for state in self.states:
             override = overrides.get(state.key)
-            state.choice = override if override and override.action else state.default
+            same = override and (override.action, override.to) == (state.default.action,
+                                                                   state.default.to)
+            # An override equal to the default keeps the default's "how" (same state, rule).
+            state.choice = override if override and override.action and not same \
+                else state.default
             state.problem = self._problem(state, state.choice)
         self._by_key = {s.key: s for s in self.states}
 

@@ -126,7 +126,7 @@ def test_action_maps_previews_then_confirm_records_a_migration(two_versions, sta
     data = {"ids": ids, "target": v2.pk, "stage": "preview", f"map-{at_e.state_key}": "leave"}
     response = staff_client.post(MOVE_URL, data)
     assert response.context["counts"] == {"map": 1, "leave": 1, "cancel": 0, "refused": 0}
-    assert "Confirm: migrate 1, cancel 0" in response.content.decode()
+    assert "Confirm: migrate 1" in response.content.decode()
     assert Instance.objects.get(pk=at_c.pk).version == v1  # nothing moved by the preview
 
     response = staff_client.post(CONFIRM_URL, {**data, "digest": response.context["digest"]})

@@ -111,7 +111,7 @@ class MachineCompareMixin:
             next_number=(latest.number + 1) if latest else 1,
             unchanged=bool(result and not result.has_changes),
             state_count=len(graph.states), old_title=f"v{latest.number}" if latest else "",
-            new_title="The draft")
+            new_title="the draft")
         if result is not None:
             context.update(comparison_context(machine, latest, result))
         return TemplateResponse(request, TEMPLATES + "publish_preview.html", context)
