@@ -98,12 +98,14 @@ def _note(migration, item):
 
 def _migrate_one(migration, item, target, user, now):
     """Migrate one locked instance as its item says; returns (status, reason)."""
-    locked = engine.lock(item.instance_id)
     try:
+        locked = engine.lock(item.instance_id)
         engine.check_expected(locked, expected_position=item.from_position)
         engine.check_status(locked, "be migrated")
     except StepError as exc:
         return Item.REFUSED, str(exc)
+    except Instance.DoesNotExist:
+        return Item.REFUSED, "The instance was deleted meanwhile."
     source = engine.compiled_by_id(locked.version_id)
     key, graph = locked.state_key, target
     if item.action == Item.CANCEL:
@@ -251,7 +253,10 @@ def _not_revertible(migration):
 
 def _revert_one(migration, item, user, now):
     """Put one instance back where the item says it was; returns (status, reason)."""
-    locked = engine.lock(item.instance_id)
+    try:
+        locked = engine.lock(item.instance_id)
+    except Instance.DoesNotExist:
+        return Item.KEPT, "The instance was deleted meanwhile."
     if locked.step_count != item.from_position + 1:
         return Item.KEPT, (f"Instance {locked.label} changed since the migration: it is now "
                            f"at '{locked.state_name}' ({locked.status}); it was left alone.")

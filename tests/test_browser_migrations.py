@@ -107,3 +107,6 @@ def test_publish_compare_map_preview_confirm_revert(admin_page, admin_user, exam
     _shot(page, artifacts_dir, "migrations_reverted.png")
     assert Instance.objects.filter(version__number=1).count() == 5
     assert Instance.objects.get(pk=stepped.pk).state_name == "D"
+    page.goto("/admin/flowr/versionmigration/")
+    expect(page.locator("#result_list")).to_contain_text("v1 → v2")
+    _shot(page, artifacts_dir, "migrations_list.png")
