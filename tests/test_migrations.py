@@ -165,25 +165,39 @@ def test_rename_then_migrate_1000_then_revert(renamed, admin_user):
         assert engine.replay(fresh.history.all()) == engine.position_of(fresh)
         assert (fresh.task_state_version, fresh.task_state) == states[instance.pk]
 
-    stepped = instances[7]
-    stepped.refresh_from_db()
-    stepped.step(to="D")
     migration = migrations.revert(migration, user=admin_user)
 
-    assert (migration.revert_status, migration.reverted, migration.kept) == ("done", 999, 1)
-    kept = migration.items.get(status=Item.KEPT)
-    assert kept.instance_id == stepped.pk and "changed since the migration" in kept.reason
-    assert _fresh(stepped).state_name == "D"
+    assert (migration.revert_status, migration.reverted, migration.kept) == ("done", 1000, 0)
     for instance in instances:
         fresh = _fresh(instance)
-        if instance.pk != stepped.pk:
-            assert (fresh.version_id, fresh.state_key, fresh.state_name) == (v1.pk, key, "C")
+        assert (fresh.version_id, fresh.state_key, fresh.state_name) == (v1.pk, key, "C")
         assert engine.replay(fresh.history.all()) == engine.position_of(fresh)
-        assert (fresh.task_state_version, fresh.task_state) == states[instance.pk] or \
-            instance.pk == stepped.pk
-    assert HistoryEntry.objects.filter(kind=HistoryEntry.MIGRATE).count() == 1999
+        assert (fresh.task_state_version, fresh.task_state) == states[instance.pk]
+    assert HistoryEntry.objects.filter(kind=HistoryEntry.MIGRATE).count() == 2000
     with pytest.raises(MigrationError, match="already been reverted"):
         migrations.revert(migration)
+
+
+def test_an_instance_stepped_after_migrating_is_left_alone_and_reported(renamed, admin_user):
+    machine, v1, v2 = renamed
+    instances = [_at(machine, "C", version=v1) for _ in range(3)]
+    migration = migrations.migrate(migrations.plan_migration(machine, v2), user=admin_user)
+    stepped = _fresh(instances[1])
+    stepped.step(to="D")
+    back, changed = migrations.revert_preview(migration)
+    assert (back, [item.instance_id for item in changed]) == (2, [stepped.pk])
+
+    migration = migrations.revert(migration, user=admin_user)
+
+    assert (migration.reverted, migration.kept) == (2, 1)
+    kept = migration.items.get(status=Item.KEPT)
+    assert kept.instance_id == stepped.pk
+    assert kept.reason == (f"Instance {stepped.label} changed since the migration: it is now "
+                           f"at 'D' (finished); it was left alone.")
+    fresh = _fresh(stepped)
+    assert (fresh.version, fresh.state_name, fresh.status) == (v2, "D", Instance.FINISHED)
+    assert all(_replays(i) for i in instances)
+    assert {_fresh(i).version for i in instances if i.pk != stepped.pk} == {v1}
 
 
 # -- outcomes: enter, stay, cancel, leave, refused ---------------------------------------------
@@ -319,3 +333,28 @@ def test_a_real_db_worker_runs_the_migration(postgres_only, example_machine, adm
     migration.refresh_from_db()
     assert (migration.status, migration.migrated) == ("done", 30)
     assert all(_fresh(i).version == v2 for i in instances)
+
+
+@pytest.mark.redis
+def test_task_state_in_redis_is_untouched_by_migrating_and_reverting(renamed, redis_url,
+                                                                      settings, admin_user):
+    import redis
+
+    from tests.test_statestore import use_redis
+
+    use_redis(settings)
+    conn = redis.Redis.from_url(redis_url)
+    conn.flushdb()
+    try:
+        machine, v1, v2 = renamed
+        instance = _at(machine, "C", version=v1, task_state={"order": 7})
+        fresh = _fresh(instance)
+        keys = sorted(conn.keys())
+        migration = migrations.migrate(migrations.plan_migration(machine, v2), user=admin_user)
+        migrations.revert(migration, user=admin_user)
+        after = _fresh(instance)
+        assert after.task_state_version == fresh.task_state_version
+        assert after.task_state == {"order": 7} and sorted(conn.keys()) == keys
+        assert _replays(instance)
+    finally:
+        conn.flushdb()
