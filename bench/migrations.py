@@ -4,11 +4,14 @@
 
 10,000 instances sit at 'C' of the example machine (A→C→(D|E), E→A); version 2 replaces
 C's branch by a new state 'C2' → D, and the migration maps C → C2 (each instance enters
-C2, a new state: the general case). The migration runs as flowr.migrations_api runs it (items recorded,
-then batches of 500 in their own transactions). Prints, for SQLite then PostgreSQL
+C2, a new state: the general case). Prints, for SQLite then PostgreSQL
 (a child process on FLOWR_BENCH_PG_URL, default flowr_bench):
 
-    migrate_10000_s_<db>, migrate_10000_queries_<db>, plan_10000_s_<db>,
+    plan_10000_s_<db>       the dry run (what the preview computes)
+    confirm_10000_s_<db>    the confirming request: plan, record the migration and its
+                            10,000 items, enqueue the task (django-tasks database backend)
+    migrate_10000_s_<db>    confirm + the task's run (batches of 500, one transaction each)
+    migrate_10000_queries_<db>  SQL statements of all that
     revert_10000_s_<db>, revert_10000_queries_<db>
 """
 import os
@@ -62,6 +65,7 @@ def _counted(fn):
 
 
 def measure(db):
+    from flowr import migration_runner as runner
     from flowr import migrations_api as migrations
 
     machine, v1, v2 = _machine()
@@ -69,17 +73,23 @@ def measure(db):
     def plan():
         return migrations.plan_migration(machine, v2, mapping={"C": "C2"})
 
+    def confirm():
+        """What the admin's confirmation request does: plan, record, enqueue the task."""
+        return runner.submit(plan(), background=True)
+
     ready, plan_s = _timed(plan)
     assert ready.counts()["map"] == COUNT
-    migration, migrate_s = _timed(lambda: migrations.migrate(plan()))
+    queued, confirm_s = _timed(confirm)
+    migration, run_s = _timed(lambda: runner.run(queued.pk))  # what the worker does
     assert migration.migrated == COUNT, migration.error
     reverted, revert_s = _timed(lambda: migrations.revert(migration))
     assert reverted.reverted == COUNT
-    again, migrate_queries = _counted(lambda: migrations.migrate(plan()))
+    again, migrate_queries = _counted(lambda: runner.run(confirm().pk))
     assert again.migrated == COUNT
     _, revert_queries = _counted(lambda: migrations.revert(again))
     print(f"plan_{COUNT}_s_{db}: {plan_s:.2f}")
-    print(f"migrate_{COUNT}_s_{db}: {migrate_s:.2f}")
+    print(f"confirm_{COUNT}_s_{db}: {confirm_s:.2f}")
+    print(f"migrate_{COUNT}_s_{db}: {confirm_s + run_s:.2f}")
     print(f"migrate_{COUNT}_queries_{db}: {migrate_queries}")
     print(f"revert_{COUNT}_s_{db}: {revert_s:.2f}")
     print(f"revert_{COUNT}_queries_{db}: {revert_queries}")

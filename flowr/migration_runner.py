@@ -210,12 +210,16 @@ def run(migration_id, batch_size=BATCH_SIZE, progress=None):
 
 
 def resume(migration, background=True):
-    """Continue a failed migration with its still pending items."""
+    """Continue a failed (or stalled: its worker died) migration with its pending items.
+
+    Safe even if another runner is still at work: batches lock the migration row and take
+    only pending items, so no instance is migrated twice.
+    """
     with transaction.atomic():
         locked = VersionMigration.objects.select_for_update().get(pk=migration.pk)
-        if locked.status != VersionMigration.FAILED:
-            raise MigrationError(f"Migration #{locked.pk} is {locked.status}; only a failed "
-                                 f"migration can be continued.")
+        if locked.status == VersionMigration.DONE:
+            raise MigrationError(f"Migration #{locked.pk} is done; there is nothing left to "
+                                 f"continue.")
         _set(locked.pk, status=VersionMigration.QUEUED)
         if background:
             _set(locked.pk, task_id=str(run_migration_task.enqueue(locked.pk).id))
