@@ -111,7 +111,8 @@ def _migrate_one(migration, item, target, user, now):
     if item.action == Item.CANCEL:
         graph = source
         locked.step_count += 1
-        locked.status, locked.due_at = Instance.CANCELLED, None
+        # As flowr.controls cancels: no deadline, no assignee (a revert restores both).
+        locked.status, locked.due_at, locked.assignee_id = Instance.CANCELLED, None, None
     elif item.to_key == key:
         locked.version_id = target.version_id
         _stay(locked, target, key)

@@ -25,6 +25,7 @@ from ..exceptions import FlowrError
 from ..migration_plan import Choice
 from ..migrations_api import plan_migration, running_instances
 from ..models import Instance, Machine, MachineVersion
+from ._ids import parse_pk
 
 PAGE_SIZE = 200
 INLINE_LIMIT = 200  # migrations of at most this many instances run in the request
@@ -72,8 +73,9 @@ def _uuids(data):
 
 
 def _number(value):
+    """A page number or an id from a form; None when it is not a plain positive integer."""
     value = str(value or "")
-    return int(value) if value.isdigit() and len(value) < 19 else None
+    return int(value) if value.isdigit() and len(value) < 10 else None
 
 
 def selection_from(data):
@@ -90,14 +92,14 @@ def selection_from(data):
             raise FlowrError("The selected instances belong to different machines; select "
                              "instances of one machine to move them between its versions.")
         return Selection(Machine.objects.get(pk=machines[0]), ids) if machines else None
-    if _number(data.get("version")) is not None:
+    if data.get("version"):
         version = MachineVersion.objects.defer("definition").select_related("machine").filter(
-            pk=_number(data["version"])).first()
+            pk=parse_pk(MachineVersion, data["version"])).first()
         if version is None:
             raise Http404("No such version.")
         return Selection(version.machine, version=version)
-    if _number(data.get("machine")) is not None:
-        machine = Machine.objects.filter(pk=_number(data["machine"])).first()
+    if data.get("machine"):
+        machine = Machine.objects.filter(pk=parse_pk(Machine, data["machine"])).first()
         if machine is None:
             raise Http404("No such machine.")
         return Selection(machine)
@@ -154,7 +156,7 @@ class InstanceMoveMixin:
         if selection is None:
             raise FlowrError("No instances selected to move.")
         versions = selection.machine.versions.defer("definition").order_by("-number")
-        target = (versions.filter(pk=_number(data.get("target"))).first()
+        target = (versions.filter(pk=parse_pk(MachineVersion, data["target"])).first()
                   if data.get("target") else versions.first())
         if target is None:
             raise FlowrError(f"Machine '{selection.machine}' has no such version to move to.")
