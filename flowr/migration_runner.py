@@ -15,7 +15,8 @@ enters it as a step would — its timing starts now (due time) and the state's
 assign-on-entry policy applies, except "the user who stepped into it", which nobody did:
 it is left unassigned. An instance whose state keeps its key stays where it is: same
 assignee and entry time, its due time recomputed from that entry time with the target
-version's timing. A cancelled instance stays on its version and state, without a due time.
+version's timing. A cancelled instance stays on its version and state, with no due time
+and no assignee (as flowr.controls cancels).
 
 `revert` puts back every migrated or cancelled instance whose position number is still
 the one the migration gave it (checked under the row lock): version, state, status,
