@@ -267,3 +267,28 @@ def test_instance_stepped_receivers_see_the_instance_after_a_timed_step(
         signals.instance_stepped.disconnect(receiver)
     assert seen == [(instance.pk, "Escalated", 1, HistoryEntry.TIMEOUT, None),
                     (instance.pk, "Done", 2, HistoryEntry.STEP, None)]
+
+
+def test_a_migration_keeping_the_state_reschedules_its_deadline_from_entry(admin_user):
+    from flowr import builder
+    from flowr import migrations_api as migrations
+
+    machine = timed_machine(due_after=3600, remind_after=60)
+    instance = machine.start()
+    Instance.objects.filter(pk=instance.pk).update(  # entered 10 minutes ago
+        state_entered_at=timezone.now() - timedelta(minutes=10))
+    builder.update_state(machine.root_state, options={
+        "due_after": 7200, "timeout_to": machine.states.get(name="Escalated").key})
+    v2 = machine.publish()
+    plan = migrations.plan_migration(machine, v2, instances=Instance.objects.all())
+    migrations.migrate(plan, user=admin_user)
+    instance.refresh_from_db()
+    assert (instance.version, instance.step_count) == (v2, 1)
+    assert instance.due_at == instance.state_entered_at + timedelta(hours=2)
+    reminders = queued("send_reminder")
+    assert [r.args_kwargs["args"][1] for r in reminders] == [0]  # its time passed: not again
+    results = [row.return_value["result"] for row in run_due_tasks(ahead=LATER)]
+    assert sorted(results) == ["fired", "stale", "stale"]
+    instance.refresh_from_db()
+    assert instance.state_name == "Escalated"
+    assert instance.history.filter(kind=HistoryEntry.TIMEOUT).count() == 1

@@ -1,2 +1,4 @@
 """Flowr's admin: one ModelAdmin per module."""
-from . import desk_incidents, incidents, instances, machines, rulesets  # noqa: F401
+from . import (  # noqa: F401
+    desk_incidents, incidents, instances, machines, rulesets, version_migrations,
+)

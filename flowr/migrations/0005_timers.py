@@ -9,7 +9,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('flowr', '0003_search'),
+        ('flowr', '0004_version_migrations'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
