@@ -210,3 +210,11 @@ def test_the_panel_warns_when_the_idle_timeout_comes_before_the_deadline(staff_c
         staff_client.get(url).content.decode()
     settings.FLOWS_TASK_IDLE_TIMEOUT = 0
     assert "before its deadline" not in staff_client.get(url).content.decode()
+
+
+def test_the_desk_lists_open_incidents(staff_client):
+    pytest.importorskip("flowr.admin.desk", reason="the desk (issue 13) has not landed yet")
+    make_incident("Cleo")
+    page = staff_client.get("/admin/").content.decode()
+    assert "Incidents" in page and "1 open" in page and "Cleo" in page
+    assert "just now" in page and "?status__exact=open" in page

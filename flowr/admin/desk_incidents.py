@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from django.urls import reverse
 
 from ..models import Incident
+from .incidents import ago
 
 ROWS = 5
 
@@ -22,6 +23,7 @@ class IncidentRow:
     action: str
     error: str
     failed_at: object
+    failed_ago: str
 
 
 def open_incidents(limit=ROWS):
@@ -32,7 +34,7 @@ def open_incidents(limit=ROWS):
         IncidentRow(i.pk, reverse("admin:flowr_incident_change", args=[i.pk]),
                     i.instance.label, reverse("admin:flowr_instance_change",
                                               args=[i.instance_id]),
-                    i.instance.machine.name, i.action, i.error, i.failed_at)
+                    i.instance.machine.name, i.action, i.error, i.failed_at, ago(i.failed_at))
         for i in rows]
 
 

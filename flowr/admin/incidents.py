@@ -34,6 +34,14 @@ class DismissForm(forms.Form):
                              help_text="Optional; recorded in the instance's history.")
 
 
+def ago(moment, now=None):
+    """ "just now", "5 minutes ago", "2 days ago"."""
+    now = now or timezone.now()
+    if now - moment < timedelta(minutes=1):
+        return "just now"
+    return f"{timesince(moment, now, depth=1)} ago"
+
+
 def _post_only(view):
     @wraps(view)
     def wrapper(model_admin, request, *args, **kwargs):
@@ -100,11 +108,9 @@ class IncidentAdmin(admin.ModelAdmin):
 
     @admin.display(description="last failed", ordering="failed_at")
     def failed_when(self, obj):
-        now = timezone.now()
-        ago = "just now" if now - obj.failed_at < timedelta(minutes=1) else \
-            f"{timesince(obj.failed_at, now, depth=1)} ago"
         return format_html('<span title="{}">{}</span>',
-                           timezone.localtime(obj.failed_at).strftime("%Y-%m-%d %H:%M:%S"), ago)
+                           timezone.localtime(obj.failed_at).strftime("%Y-%m-%d %H:%M:%S"),
+                           ago(obj.failed_at))
 
     @admin.display(description="status", ordering="status")
     def status_label(self, obj):
