@@ -9,11 +9,20 @@ the pages through django.test.Client; times are medians of RUNS warm requests. P
     instance_list_ms, instance_list_queries   (10,000 instances, first page of 100)
     instance_list_queries_10                  (10 instances)
     instance_page_ms, instance_page_queries   (one instance with a few steps of history)
+    machine_page_ms_N, machine_page_queries_N (the builder page of an N-state machine,
+                                               N = 10, 200, 1000)
+    machine_page_after_edit_ms_N              (first view after a builder edit, N = 200, 1000)
+    machine_page_kb_1000, machine_page_peak_mib_1000  (HTML size; tracemalloc peak of one
+                                               warm request above the memory before it)
+
+The machines are tests.factories.hub_machine: a hub with spokes, each leading a chain of
+ten links, every other chain looping back to the hub and the others ending open.
 """
 import random
 import statistics
 import sys
 import time
+import tracemalloc
 import warnings
 
 from _django import setup
@@ -44,14 +53,14 @@ def add_instances(count, user, seed=0):
     Instance.objects.bulk_create(rows, batch_size=1000)
 
 
-def measure(client, url):
+def measure(client, url, runs=RUNS):
     """(median ms, queries) of warm GET requests of `url`."""
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
     client.get(url)  # warm: compiled definitions, templates, permission caches
     times = []
-    for _ in range(RUNS):
+    for _ in range(runs):
         start = time.perf_counter()
         response = client.get(url)
         times.append((time.perf_counter() - start) * 1000)
@@ -71,13 +80,89 @@ def stepped_instance(user):
     return ticket
 
 
+def instance_figures(client, user):
+    """The instance list (10 and 10,000 instances) and one instance page."""
+    from django.urls import reverse
+
+    from flowr.models import Instance
+
+    Instance.objects.all().delete()
+    url = reverse("admin:flowr_instance_changelist")
+    add_instances(10, user)
+    _, queries_10 = measure(client, url)
+    add_instances(INSTANCES - 10, user, seed=1)
+    list_ms, list_queries = measure(client, url)
+    ticket = stepped_instance(user)
+    page_ms, page_queries = measure(client, reverse("admin:flowr_instance_change",
+                                                    args=[ticket.pk]))
+    return {"instance_list_ms": list_ms, "instance_list_queries": list_queries,
+            "instance_list_queries_10": queries_10, "instance_page_ms": page_ms,
+            "instance_page_queries": page_queries}
+
+
+def _machine_url(machine):
+    from django.urls import reverse
+
+    return reverse("admin:flowr_machine_change", args=[machine.pk])
+
+
+def _first_views_after_edits(client, machine, runs=5):
+    """Median ms of the first page view after each of `runs` builder edits (add, remove)."""
+    from flowr import builder
+
+    end = machine.states.get(key="s1l8")  # the open end of chain 1
+    times = []
+    for i in range(runs * 2):
+        if i % 2 == 0:
+            added = builder.add_child(end, "hub.Link", name=f"Extra {i}")
+        else:
+            builder.remove_state(added)
+        start = time.perf_counter()
+        response = client.get(_machine_url(machine))
+        times.append((time.perf_counter() - start) * 1000)
+        assert response.status_code == 200
+    return statistics.median(times)
+
+
+def _peak_mib(client, url):
+    """tracemalloc peak (MiB) of one warm request above the memory in use before it."""
+    client.get(url)
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    response = client.get(url)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert response.status_code == 200
+    return (peak - before) / 2 ** 20
+
+
+def machine_page_figures(client, user):
+    """The builder page of 10-, 200- and 1,000-state machines (tests.factories.hub_machine)."""
+    from tests.factories import hub_machine
+
+    figures = {}
+    for count in (10, 200, 1000):
+        machine = hub_machine(count, name=f"Bench {count}")
+        url = _machine_url(machine)
+        runs = RUNS if count < 1000 else 7
+        ms, queries = measure(client, url, runs=runs)
+        figures[f"machine_page_ms_{count}"] = ms
+        figures[f"machine_page_queries_{count}"] = queries
+        if count >= 200:
+            figures[f"machine_page_after_edit_ms_{count}"] = _first_views_after_edits(
+                client, machine)
+        if count == 1000:
+            figures["machine_page_kb_1000"] = len(client.get(url).content) / 1024
+            figures["machine_page_peak_mib_1000"] = _peak_mib(client, url)
+    return figures
+
+
 def main():
     warnings.filterwarnings("ignore", message="No directory at")  # whitenoise: no collectstatic
     setup()
     from django.contrib.auth import get_user_model
     from django.test import Client
     from django.test.utils import override_settings
-    from django.urls import reverse
 
     from flowr.demo.setup import load_demo
     from flowr.models import Instance
@@ -88,24 +173,17 @@ def main():
         "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
     }).enable()
     load_demo()
-    Instance.objects.all().delete()
     user = get_user_model().objects.create_superuser("bench", "bench@example.com", "pw")
     client = Client()
     client.force_login(user)
-    url = reverse("admin:flowr_instance_changelist")
-
-    add_instances(10, user)
-    _, queries_10 = measure(client, url)
-    add_instances(INSTANCES - 10, user, seed=1)
-    list_ms, list_queries = measure(client, url)
-    ticket = stepped_instance(user)
-    page_ms, page_queries = measure(client, reverse("admin:flowr_instance_change",
-                                                    args=[ticket.pk]))
-    print(f"instance_list_ms: {list_ms:.1f}")
-    print(f"instance_list_queries: {list_queries}")
-    print(f"instance_list_queries_10: {queries_10}")
-    print(f"instance_page_ms: {page_ms:.1f}")
-    print(f"instance_page_queries: {page_queries}")
+    # Each group takes (client, user) and returns {figure name: value}.
+    groups = [instance_figures, machine_page_figures]
+    if len(sys.argv) > 1:  # only some groups, e.g. `python bench/admin_pages.py machine_page`
+        groups = [g for g in groups if g.__name__.startswith(tuple(sys.argv[1:]))]
+    for group in groups:
+        for name, value in group(client, user).items():
+            print(f"{name}: {value:.1f}" if isinstance(value, float) else f"{name}: {value}",
+                  flush=True)
     print(f"(instances: {Instance.objects.count()}, runs per figure: {RUNS}, "
           f"database: SQLite file)", file=sys.stderr)
 
