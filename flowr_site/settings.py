@@ -171,6 +171,18 @@ TASKS = {
     },
 }
 
+# Diagram layouts are computed once per graph shape and shared by every worker through
+# this cache (flowr.layout). Its table is created by `migrate` (flowr.apps).
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+        "LOCATION": "flowr_cache",
+        "TIMEOUT": None,
+        "OPTIONS": {"MAX_ENTRIES": 1000},
+    },
+}
+FLOWR_LAYOUT_CACHE = "default"
+
 LOGIN_URL = "admin:login"
 GRAPPELLI_ADMIN_TITLE = "Flowr"
 GRAPPELLI_SWITCH_USER = False

@@ -110,7 +110,7 @@ def test_versions_listed_with_publisher_and_instance_counts(staff_client, exampl
     v2 = engine.publish(example_machine, user=admin_user)
     engine.start(example_machine)
     response = staff_client.get(change_url(example_machine))
-    rows = re.findall(r'<tr class="flowr-version"><td>v(\d+)</td><td>[^<]*</td>\s*'
+    rows = re.findall(r'<tr class="flowr-version"><td><a href="[^"]+">v(\d+)</a></td><td>[^<]*</td>\s*'
                       r'<td>([^<]*)</td><td>(\d+)</td>', response.content.decode())
     assert rows == [(str(v2.number), "admin", "1"), ("1", "—", "2")]
 
@@ -159,7 +159,10 @@ def test_connect_and_disconnect_buttons(staff_client, admin_user, fresh_machine)
     c = builder.add_child(a, "flowr_example.C")
     e = builder.add_child(c, "flowr_example.E")
     html = staff_client.get(change_url(fresh_machine)).content.decode()
-    assert action_url(fresh_machine, "connect", e) in html
+    # E may loop back to A, the one state of rule A: one click connects them.
+    assert (f'formaction="../builder/state/{e.pk}/connect/" name="child" value="{a.pk}" '
+            f'class="flowr-btn">Connect to A</button>') in html
+    assert ">Add another A</button>" in html
     response = staff_client.post(action_url(fresh_machine, "connect", e), {"child": a.pk},
                                  follow=True)
     assert messages_of(response) == ["Connected 'E' → 'A'."]
@@ -176,8 +179,9 @@ def test_connect_and_disconnect_buttons(staff_client, admin_user, fresh_machine)
 def test_disconnect_that_strands_states_is_refused(staff_client, example_machine):
     a, c = state(example_machine, "A"), state(example_machine, "C")
     html = staff_client.get(change_url(example_machine)).content.decode()
-    assert re.search(r'disabled title="Removing the transition &#x27;A&#x27; → &#x27;C&#x27;',
-                     html)
+    assert re.search(r'<div class="flowr-transition" data-child="[^"]+" title="Removing A → C '
+                     r'would leave &#x27;C&#x27;, &#x27;D&#x27; and &#x27;E&#x27; unreachable '
+                     r'from the root.">→ C <button[^>]+ disabled', html)
     response = staff_client.post(action_url(example_machine, "disconnect", a), {"child": c.pk},
                                  follow=True)
     assert "would leave" in messages_of(response)[0]
@@ -193,7 +197,8 @@ def test_connect_to_unknown_state_is_refused(staff_client, example_machine):
 
 def test_remove_button_and_its_refusal(staff_client, example_machine):
     html = staff_client.get(change_url(example_machine)).content.decode()
-    assert "Remove: Removing state &#x27;C&#x27; would leave" in html
+    assert ("Remove: it would leave &#x27;D&#x27; and &#x27;E&#x27; unreachable from the root; "
+            "Prune… removes them too.") in html
     c, d = state(example_machine, "C"), state(example_machine, "D")
     response = staff_client.post(action_url(example_machine, "remove", c), follow=True)
     assert "use prune" in messages_of(response)[0]
@@ -228,8 +233,9 @@ def test_root_cannot_be_pruned(staff_client, example_machine):
 def test_edit_renames_and_saves_settings(staff_client, admin_user, demo_machines):
     machine = demo_machines["orders"]
     approved = state(machine, "Approved")
-    html = staff_client.get(change_url(machine)).content.decode()
-    assert f'id="id_state{approved.pk}_settings-max_amount"' in html
+    page = reverse("admin:flowr_machine_state_page", args=[machine.pk, approved.pk])
+    html = staff_client.get(page + "?do=edit").content.decode()
+    assert f'id="id_edit{approved.pk}_settings-max_amount"' in html and 'value="5000"' in html
     response = staff_client.post(action_url(machine, "edit", approved),
                                  {"name": "Manager approved", "settings-max_amount": "250"},
                                  follow=True)
@@ -431,13 +437,15 @@ def test_rule_set_page_lists_rules_flags_and_diagram(staff_client):
     html = response.content.decode()
     assert response.status_code == 200
     assert "<svg" in html
-    row = re.search(r'<tr class="flowr-rule-row" id="rule-orders.Submitted">(.*?)</tr>', html,
-                    re.S).group(1)
+    row = re.search(r'<tr class="flowr-rule-row" id="rule-orders.Submitted"[^>]*>(.*?)</tr>',
+                    html, re.S).group(1)
     assert "An order waiting for review." in row
     assert "Approved, Rejected, Needs rework" in row
     assert "multiple paths" in row and "at most 3 children" in row
-    approved = re.search(r'id="rule-orders.Approved">(.*?)</tr>', html, re.S).group(1)
+    approved = re.search(r'id="rule-orders.Approved"[^>]*>(.*?)</tr>', html, re.S).group(1)
     assert "Settings: max_amount" in approved and "needs flowr_demo.approve_order" in approved
+    assert "<strong>Max amount</strong> <code>max_amount</code> · integer, required, initially " \
+           "1000" in approved
     assert 'name="_save"' not in html  # read-only
 
 
@@ -460,16 +468,21 @@ def test_rule_sets_cannot_be_added_or_changed(staff_client):
 
 
 def test_page_offers_exactly_the_connections_the_builder_allows(demo_machines, fresh_machine):
-    from flowr.admin import builder_views
+    from flowr.admin import builder_forms, builder_page
 
     c = builder.add_child(state(fresh_machine, "A"), "flowr_example.C")
     builder.add_child(builder.add_child(c, "flowr_example.E"), "flowr_example.A")
     offered = 0
     for machine in [*demo_machines.values(), fresh_machine]:
         graph = builder.MachineGraph.load(machine)
-        for s in graph.states:
-            fast = builder_views._connectable(graph, graph.addable_rules(s))
-            assert [o.key for o in fast] == [o.key for o in graph.connectable(s)], (machine, s)
+        for row in builder_page.state_rows(graph, graph.rule_set, True):
+            fast = sorted(o.key for add in row.adds for o in add.existing)
+            form = builder_forms.connect_box(machine, graph, row.state)
+            listed = [key for key, _ in form.forms[0].fields["child"].choices] if form.forms else []
+            allowed = sorted(o.key for o in graph.connectable(row.state))
+            assert fast == allowed, (machine, row.state)
+            assert sorted(graph.states[[s.pk for s in graph.states].index(pk)].key
+                          for pk in listed) == allowed
             offered += len(fast)
     assert offered > 0
 

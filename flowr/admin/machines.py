@@ -5,7 +5,7 @@ from django.contrib import admin
 from .. import builder
 from ..models import Machine, RuleSetRecord
 from ..rules import get_rule_sets
-from . import builder_views
+from . import builder_views, diagram_views
 from .importexport import MachineImportExportMixin
 from .versioning import MachineVersioningMixin
 
@@ -35,7 +35,7 @@ class MachineAdmin(MachineImportExportMixin, MachineVersioningMixin):
     list_select_related = ["rule_set"]
     search_fields = ["name", "description"]
     add_fields = ["rule_set", "name", "description"]
-    change_fields = ["name", "description", "rule_set", "draft_status", "archived"]
+    change_fields = ["name", "description", "archived", "rule_set"]
 
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("rule_set")
@@ -44,16 +44,14 @@ class MachineAdmin(MachineImportExportMixin, MachineVersioningMixin):
         return list(self.add_fields if obj is None else self.change_fields)
 
     def get_readonly_fields(self, request, obj=None):
-        return [] if obj is None else ["rule_set", "draft_status"]
+        return [] if obj is None else ["rule_set"]
 
     def get_form(self, request, obj=None, change=False, **kwargs):
         if obj is None:
             kwargs["form"] = MachineAddForm
+        else:  # a compact details section: the builder below is the page's main work
+            kwargs["widgets"] = {"description": forms.Textarea(attrs={"rows": 2})}
         return super().get_form(request, obj, change=change, **kwargs)
-
-    @admin.display(description="Status")
-    def draft_status(self, obj):
-        return getattr(obj, "_flowr_status", "")
 
     def save_model(self, request, obj, form, change):
         """A new machine is created by the builder, with its root state."""
@@ -76,9 +74,8 @@ class MachineAdmin(MachineImportExportMixin, MachineVersioningMixin):
         url_name = getattr(request.resolver_match, "url_name", "")
         if obj is not None and obj.pk and url_name == "flowr_machine_change":
             context["flowr"] = builder_views.builder_context(self, request, obj)
-            obj._flowr_status = context["flowr"]["status"]
         return super().render_change_form(request, context, add=add, change=change,
                                           form_url=form_url, obj=obj)
 
     def get_urls(self):
-        return builder_views.urls(self) + super().get_urls()
+        return builder_views.urls(self) + diagram_views.urls(self) + super().get_urls()
