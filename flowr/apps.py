@@ -51,6 +51,8 @@ def _delete_task_state(sender, instance, **kwargs):
     """A deleted instance takes its task state with it (after COMMIT, store errors logged)."""
     from django.db import transaction
 
-    from .taskstate import delete_task_state
+    from .taskstate import delete_all
 
-    transaction.on_commit(lambda: delete_task_state(instance.pk))
+    pk, version, previous = instance.pk, instance.task_state_version, \
+        instance.task_state_previous
+    transaction.on_commit(lambda: delete_all(pk, version, previous))

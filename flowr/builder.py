@@ -12,6 +12,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from . import graph as _graph
+from . import options as _options
 from .exceptions import GraphError, RuleNotRegistered, SettingsInvalid
 from .models import Machine, RuleSetRecord, State, Transition
 from .rules import get_rule_set
@@ -95,6 +96,23 @@ class MachineGraph:
         keys = _graph.prune_set(self.rule_map, self.edges, self.root.key, state.key)
         return [s for s in self.states if s.key in keys]
 
+    @property
+    def options(self):
+        return {s.key: s.options for s in self.states if s.options}
+
+    def child_choices(self, state):
+        """(key, name) of the state's children: what its timeout may step to."""
+        return [(c.key, c.name) for c in self.children(state)]
+
+    def timeout_refusal(self, edges, doing, gone=()):
+        """Why a change leaving only `edges` (and removing `gone` states) would break a
+        remaining state's timeout, or None."""
+        kept = {key: options for key, options in self.options.items() if key not in gone}
+        errors = _options.timeout_errors(kept, edges, self.names)
+        if errors:
+            return f"{doing} is refused: {errors[0]}"
+        return None
+
     def errors(self):
         """Every rule violation of the current graph (e.g. after rules changed in code)."""
         try:
@@ -103,7 +121,8 @@ class MachineGraph:
             return [str(exc)]
         root = self.root
         return _graph.validate(self.rule_map, self.edges, rule_set.graph_rules(),
-                               root.key if root else None, rule_set.root_key, self.names)
+                               root.key if root else None, rule_set.root_key, self.names) + \
+            _options.timeout_errors(self.options, self.edges, self.names)
 
 
 @contextmanager
@@ -165,7 +184,13 @@ def clean_settings(rule_key, settings):
 def create_machine(rule_set, name, description=""):
     """Create a machine of a rule set (key or record) with its root state."""
     if not isinstance(rule_set, RuleSetRecord):
-        rule_set = RuleSetRecord.objects.get(key=rule_set)
+        record = RuleSetRecord.objects.filter(key=rule_set).first()
+        if record is None:
+            code = get_rule_set(rule_set)  # raises RuleNotRegistered for an unknown key
+            raise RuleNotRegistered(f"Rule set '{code.key}' is registered in code but not "
+                                    f"synced to the database; run `manage.py syncrulesets`.",
+                                    rule_set_key=code.key)
+        rule_set = record
     code = get_rule_set(rule_set.key)
     with transaction.atomic():
         machine = Machine.objects.create(name=name, description=description, rule_set=rule_set)
@@ -175,8 +200,12 @@ def create_machine(rule_set, name, description=""):
     return machine
 
 
-def add_child(parent, rule_key, name=None, settings=None, key=None):
-    """Add a new state of `rule_key` as a child of `parent`; returns the new State."""
+def add_child(parent, rule_key, name=None, settings=None, key=None, options=None):
+    """Add a new state of `rule_key` as a child of `parent`; returns the new State.
+
+    `settings` are validated by the rule's settings form, `options` by flowr.options
+    (a new state has no children yet, so it cannot time out to one).
+    """
     with transaction.atomic():
         graph = _locked(parent.machine)
         parent = _current(graph, parent)
@@ -192,12 +221,13 @@ def add_child(parent, rule_key, name=None, settings=None, key=None):
             raise GraphError(problem, parent=parent, rule_key=rule_key)
         clean = clean_settings(rule_key, settings) if (settings or rule.settings_form) else {}
         name = (name or "").strip() or _unique_name(graph, rule.get_display_name())
+        state_options = _options.clean_options(options, state_name=name)
         if name in graph.names.values():
             raise GraphError(f"A state named '{name}' already exists in machine "
                              f"'{graph.machine}'; choose another name.")
         extra = {"key": key} if key else {}
         child = State.objects.create(machine=parent.machine, name=name, rule_key=rule_key,
-                                     settings=clean, **extra)
+                                     settings=clean, options=state_options, **extra)
         Transition.objects.create(machine=parent.machine, parent=parent, child=child)
         _touch(parent.machine)
     return child
@@ -226,8 +256,10 @@ def disconnect(parent, child):
         graph = _locked(parent.machine)
         if (parent.key, child.key) not in graph.edges:
             raise GraphError(f"There is no transition '{parent}' → '{child}'.")
+        rest = [e for e in graph.edges if e != (parent.key, child.key)]
         problem = _graph.disconnect_error(graph.rule_map, graph.edges, graph.root.key,
-                                          parent.key, child.key, graph.names)
+                                          parent.key, child.key, graph.names) or \
+            graph.timeout_refusal(rest, f"Removing the transition '{parent}' → '{child}'")
         if problem:
             raise GraphError(problem, parent=parent, child=child)
         Transition.objects.filter(parent=parent, child=child).delete()
@@ -238,7 +270,10 @@ def remove_state(state):
     """Remove one state and its transitions, unless that strands other states."""
     with transaction.atomic():
         graph = _locked(state.machine)
-        problem = graph.removal_error(_current(graph, state))
+        current = _current(graph, state)
+        rest = [e for e in graph.edges if state.key not in e]
+        problem = graph.removal_error(current) or \
+            graph.timeout_refusal(rest, f"Removing state '{current}'", gone={state.key})
         if problem:
             raise GraphError(problem, state=state)
         State.objects.filter(pk=state.pk).delete()
@@ -252,13 +287,19 @@ def prune_state(state):
         if state.key == graph.root.key:
             raise GraphError(f"State '{state}' is the root; the root cannot be pruned.")
         doomed = graph.prune_preview(_current(graph, state))
+        gone = {s.key for s in doomed}
+        rest = [(p, c) for p, c in graph.edges if p not in gone and c not in gone]
+        problem = graph.timeout_refusal(rest, f"Pruning state '{state}'", gone=gone)
+        if problem:
+            raise GraphError(problem, state=state)
         State.objects.filter(pk__in=[s.pk for s in doomed]).delete()
         _touch(state.machine)
     return [s.name for s in doomed]
 
 
-def update_state(state, name=None, settings=None):
-    """Rename a state and/or replace its settings (validated by the rule's form)."""
+def update_state(state, name=None, settings=None, options=None):
+    """Rename a state and/or replace its settings (validated by the rule's form) and/or
+    its options (validated by flowr.options against its current children)."""
     with transaction.atomic():
         graph = _locked(state.machine)
         state = _current(graph, state)
@@ -272,7 +313,10 @@ def update_state(state, name=None, settings=None):
             state.name = name
         if settings is not None:
             state.settings = clean_settings(state.rule_key, settings)
-        state.save(update_fields=["name", "settings"])
+        if options is not None:
+            state.options = _options.clean_options(options, graph.child_choices(state),
+                                                   state_name=state.name)
+        state.save(update_fields=["name", "settings", "options"])
         _touch(state.machine)
     return state
 

@@ -7,6 +7,9 @@ import hashlib
 import json
 from collections import OrderedDict
 
+from django.utils.functional import cached_property
+
+from .exceptions import RuleNotRegistered
 from .models import MachineVersion
 from .rules import get_rule_set
 
@@ -20,12 +23,18 @@ def definition_of(graph):
         "format": DEFINITION_FORMAT,
         "rule_set": machine.rule_set.key,
         "root": graph.root.key,
-        "states": [
-            {"key": s.key, "name": s.name, "rule": s.rule_key, "settings": s.settings}
-            for s in graph.states
-        ],
+        "states": [state_definition(s) for s in graph.states],
         "transitions": [[p, c] for p, c in graph.edges],
     }
+
+
+def state_definition(state):
+    """A state as a definition holds it; options only when set (older checksums hold)."""
+    item = {"key": state.key, "name": state.name, "rule": state.rule_key,
+            "settings": state.settings}
+    if state.options:
+        item["options"] = state.options
+    return item
 
 
 def checksum(definition):
@@ -43,11 +52,13 @@ class CompiledVersion:
         self.names = {s["key"]: s["name"] for s in definition["states"]}
         self.rules = {s["key"]: s["rule"] for s in definition["states"]}
         self.settings = {s["key"]: s.get("settings") or {} for s in definition["states"]}
+        self.options = {s["key"]: s.get("options") or {} for s in definition["states"]}
         self.children = {key: [] for key in self.names}
         for parent, child in definition["transitions"]:
             self.children[parent].append(child)
         self.by_name = {name: key for key, name in self.names.items()}
         self.edges = [tuple(t) for t in definition["transitions"]]
+        self._user_ids = {}
 
     def resolve(self, ref):
         """A state key from a key or a name, or None."""
@@ -58,6 +69,35 @@ class CompiledVersion:
     def rule(self, key):
         """The rule class of a state, or raise RuleNotRegistered."""
         return get_rule_set(self.rule_set_key).get(self.rules[key])
+
+    @cached_property
+    def search_fields(self):
+        """Task-state keys the rule set's rules declare searchable (their union, in order)."""
+        try:
+            rule_set = get_rule_set(self.rule_set_key)
+        except RuleNotRegistered:
+            return ()
+        keys = (key for rule in rule_set.rules.values() for key in rule.search_fields)
+        return tuple(dict.fromkeys(keys))
+
+    def outcome(self, key):
+        """The outcome of finishing in state `key`: its rule's declared `outcome`, or ""."""
+        try:
+            return self.rule(key).outcome or ""
+        except RuleNotRegistered:
+            return ""
+
+    def assign_user_id(self, key):
+        """The id of the fixed user a state assigns on entry, or None (cached per version)."""
+        username = self.options[key].get("assign_user")
+        if not username:
+            return None
+        if username not in self._user_ids:
+            from django.contrib.auth import get_user_model
+
+            self._user_ids[username] = (get_user_model().objects.filter(
+                username=username, is_active=True).values_list("pk", flat=True).first())
+        return self._user_ids[username]
 
 
 _CACHE = OrderedDict()

@@ -1,33 +1,45 @@
 """The only code that publishes machines, starts instances and moves them.
 
-A step runs in one transaction with the instance row locked: guards, on_leave,
-on_enter, the instance update, the history insert and the task-state write either
-all happen or none do. Published versions are immutable, so their compiled form is
-cached by id (flowr.compiled) and a step never re-reads the graph.
+A change runs in one transaction with the instance row locked (`lock`): checks, guards,
+on_leave, on_enter, the task-state write (flowr.taskstate), the instance update and the
+history insert either all happen or none do. Every change of state, version or status
+bumps the instance's position number (`step_count`), which stale forms and timers
+carry (`expected_position`). Published versions are immutable, so their compiled form
+is cached by id (flowr.compiled) and a step never re-reads the graph.
+
+Flowr's own modules that change instances in other ways (flowr.controls, flowr.assignment,
+flowr.timers, flowr.migrations) use the same three pieces: `lock`, `enter` and `record`.
 """
 from dataclasses import dataclass
 from datetime import timedelta
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from . import _sql, config, signals
+from . import _sql, access, config, signals, taskstate, timers
 from .builder import MachineGraph
 from .exceptions import (
-    AlreadyMoved, ChoiceRequired, GraphError, HookFailed, InstanceFinished, InvalidStep,
-    MoveError, NotPublished, RuleNotRegistered, StepError, StepPermissionDenied, StepRefused,
+    AlreadyMoved, ChoiceRequired, FlowrError, GraphError, HookFailed, InstanceFinished,
+    InstanceNotActive, InvalidStep, MoveError, NotPublished, RuleNotRegistered, StepError,
+    StepPermissionDenied, StepRefused,
 )
 from .models import HistoryEntry, Instance, Machine, MachineVersion
 from .signals import send_on_commit
-from .taskstate import atomic_with_undo, flush, forget, share_loaded
 # Re-exported: the engine is where programs and the admin find these.
 from .compiled import (  # noqa: F401
     DEFINITION_FORMAT, CompiledVersion, checksum, clear_cache, compile_many, compiled,
     compiled_by_id, definition_of, forget_version,
 )
-from .taskstate import save_task_state, task_state_of  # noqa: F401
+from .taskstate import task_state_of  # noqa: F401
 
-_STEP_FIELDS = ("state_key", "state_name", "step_count", "last_activity", "status")
+#: Row fields a change of position writes (plus the task-state fields when it changed).
+POSITION_FIELDS = ("version", "state_key", "state_name", "status", "outcome", "step_count",
+                   "last_seq", "last_activity", "state_entered_at", "assignee", "due_at")
+LABEL_MAX = 200
+
+
+class BusinessKeyTaken(FlowrError):
+    """Another instance of the machine already has this business key."""
 
 
 # -- versions -------------------------------------------------------------------
@@ -59,6 +71,8 @@ def publish(machine, user=None):
     return version
 
 
+# -- status -------------------------------------------------------------------------
+
 @dataclass(frozen=True)
 class StepOption:
     """One next state an instance may step to."""
@@ -71,134 +85,222 @@ class StepOption:
 
 
 def effective_status(instance):
-    """The stored status, or 'expired' for an active instance idle past the timeout."""
+    """The stored status, or 'expired' for an active or suspended instance idle too long."""
     timeout = config.task_idle_timeout()
-    if (instance.status == Instance.ACTIVE and timeout
+    if (instance.status in (Instance.ACTIVE, Instance.SUSPENDED) and timeout
             and instance.last_activity < timezone.now() - timedelta(seconds=timeout)):
         return Instance.EXPIRED
     return instance.status
 
 
-def start(machine, user=None, version=None):
-    """Start an instance on `version` (default: the latest published); runs root on_enter."""
-    if machine.archived:
-        raise NotPublished(f"Machine '{machine}' is archived; it starts no instances.")
-    version = version or machine.versions.order_by("-number").defer("definition").first()
-    if version is None:
-        raise NotPublished(f"Machine '{machine}' has no published version; publish it first.",
-                           machine=machine)
-    graph = compiled(version)
-    root = graph.root
-    now = timezone.now()
-    with atomic_with_undo() as undo:
-        instance = Instance(machine=machine, version=version, state_key=root,
-                            state_name=graph.names[root], started_by=_user(user),
-                            started_at=now, last_activity=now)
-        instance.status = Instance.ACTIVE if graph.children[root] else Instance.FINISHED
-        _run_hooks(instance, graph, leave=None, enter=root)
-        instance.save(force_insert=True)
-        entry = HistoryEntry.objects.create(
-            instance=instance, seq=0, kind=HistoryEntry.START, to_key=root,
-            to_name=graph.names[root], version=version, user=_user(user), at=now)
-        undo.append(flush(instance))
-        send_on_commit(signals.instance_started, instance, entry, _user(user))
-    return instance
+_STATUS_TEXT = {
+    Instance.SUSPENDED: "is suspended; resume it first",
+    Instance.CANCELLED: "was cancelled",
+    Instance.FINISHED: "is finished",
+    Instance.EXPIRED: "has expired (idle for longer than FLOWS_TASK_IDLE_TIMEOUT)",
+}
+
+
+def check_status(instance, verb="step", allowed=(Instance.ACTIVE,)):
+    """Raise InstanceNotActive (InstanceFinished when finished) unless the status allows it."""
+    status = effective_status(instance)
+    if status in allowed:
+        return status
+    error = InstanceFinished if status == Instance.FINISHED else InstanceNotActive
+    raise error(f"Instance {instance.label} {_STATUS_TEXT.get(status, f'is {status}')}; it "
+                f"cannot {verb}. Nothing was changed.", status=status)
+
+
+def check_expected(instance, expected_state=None, expected_position=None):
+    """Refuse a stale request: the instance changed since the page or timer saw it."""
+    if expected_position is not None and int(expected_position) != instance.step_count:
+        stale = True
+    else:
+        stale = expected_state is not None and instance.state_key != expected_state
+    if stale:
+        raise AlreadyMoved(
+            f"Instance {instance.label} has already moved on: it is now at "
+            f"'{instance.state_name}' ({effective_status(instance)}). Nothing was changed.",
+            state=instance.state_key, position=instance.step_count)
+
+
+# -- the shared pieces of every change ----------------------------------------------------
+
+def lock(pk):
+    """Read the instance row and lock it until the transaction ends (call inside atomic)."""
+    return _sql.lock(Instance, pk)
 
 
 def _user(user):
     return user if getattr(user, "pk", None) else None
 
 
-def _lock(pk):
-    """Read the instance row and lock it until the transaction ends."""
-    return _sql.lock(Instance, pk)
+def _arrive(instance, graph, key, user, now):
+    """State `key`'s effects on arrival: status, outcome, assignee, due time."""
+    instance.state_key, instance.state_name = key, graph.names[key]
+    instance.state_entered_at = now
+    final = not graph.children[key]
+    instance.status = Instance.FINISHED if final else Instance.ACTIVE
+    instance.outcome = graph.outcome(key) if final else ""
+    instance.assignee_id = None if final else access.assignee_on_entry(instance, graph, key,
+                                                                       user)
+    timers.on_enter(instance, graph, key, now)
 
+
+def enter(locked, graph, key, user, now):
+    """Put the locked instance into state `key` of `graph` (its version): a new position."""
+    locked.step_count += 1
+    _arrive(locked, graph, key, user, now)
+
+
+def record(locked, graph, kind, *, user, now, note="", data=None, from_key="", from_name="",
+           fields=POSITION_FIELDS):
+    """Write the task state, the row's `fields` and one history entry; returns the entry."""
+    extra = taskstate.stage(locked, locked.last_seq + 1, graph.search_fields)
+    locked.last_seq += 1
+    locked.last_activity = now
+    entry = HistoryEntry(
+        instance=locked, seq=locked.last_seq, kind=kind, from_key=from_key,
+        from_name=from_name, to_key=locked.state_key, to_name=locked.state_name,
+        version_id=locked.version_id, status=locked.status,
+        task_state_version=locked.task_state_version, user=_user(user), at=now,
+        note=note or "", data=data or {})
+    return _sql.update_then_insert(locked, (*fields, *extra), entry)
+
+
+def copy_back(locked, instance):
+    """Give the caller's object the committed row values and task state."""
+    for model_field in Instance._meta.concrete_fields:
+        # Setting a changed foreign key id also drops the stale cached related object.
+        setattr(instance, model_field.attname, getattr(locked, model_field.attname))
+    taskstate.share_loaded(locked, instance)
+
+
+# -- starting -------------------------------------------------------------------------
+
+def _clean_label(value, what):
+    value = (value or "").strip()
+    if len(value) > LABEL_MAX:
+        raise FlowrError(f"The {what} is {len(value)} characters long; at most {LABEL_MAX} "
+                         f"are allowed.")
+    if "\x00" in value:
+        raise FlowrError(f"The {what} contains a NUL character; remove it.")
+    return value
+
+
+def _taken(machine, business_key):
+    return BusinessKeyTaken(f"Machine '{machine}' already has an instance with the business "
+                            f"key '{business_key}'; business keys are unique per machine.",
+                            business_key=business_key)
+
+
+def start(machine, user=None, version=None, business_key="", title="", task_state=None):
+    """Start an instance on `version` (default: the latest published); runs root on_enter."""
+    if machine.archived:
+        raise NotPublished(f"Machine '{machine}' is archived; it starts no instances.")
+    business_key = _clean_label(business_key, "business key")
+    title = _clean_label(title, "title")
+    version = version or machine.versions.order_by("-number").defer("definition").first()
+    if version is None:
+        raise NotPublished(f"Machine '{machine}' has no published version; publish it first.",
+                           machine=machine)
+    graph = compiled(version)
+    now = timezone.now()
+    try:
+        with transaction.atomic():
+            if business_key and machine.instances.filter(business_key=business_key).exists():
+                raise _taken(machine, business_key)
+            instance = _start(machine, version, graph, user, now, business_key, title,
+                              task_state)
+    except IntegrityError as exc:
+        if business_key and "business_key" in str(exc):
+            raise _taken(machine, business_key) from exc
+        raise
+    return instance
+
+
+def _start(machine, version, graph, user, now, business_key, title, task_state):
+    root = graph.root
+    instance = Instance(machine=machine, version=version, business_key=business_key,
+                        title=title, started_by=_user(user), started_at=now,
+                        last_activity=now)
+    taskstate.begin(instance, task_state)
+    _arrive(instance, graph, root, user, now)
+    _run_hooks(instance, graph, leave=None, enter=root)
+    taskstate.stage(instance, 0, graph.search_fields, touch=False)
+    instance.save(force_insert=True)
+    entry = HistoryEntry.objects.create(
+        instance=instance, seq=0, kind=HistoryEntry.START, to_key=root,
+        to_name=graph.names[root], version=version, status=instance.status,
+        task_state_version=instance.task_state_version, user=_user(user), at=now)
+    send_on_commit(signals.instance_started, instance, entry, _user(user))
+    return instance
+
+
+# -- stepping -------------------------------------------------------------------------
 
 def allowed_steps(instance, user=None):
     """Next states of the instance (children of its current state), with permission marks."""
     if effective_status(instance) != Instance.ACTIVE:
         return []
     graph = compiled(instance.version)
+    work = access.work_problem(instance, graph, user)
     options = []
     for key in graph.children.get(instance.state_key, ()):
-        reason = _permission_problem(graph, key, user)
+        reason = work or access.rule_problem(graph, key, user)
         options.append(StepOption(key, graph.names[key], graph.rules[key], not reason,
                                   reason or ""))
     return options
-
-
-def _permission_problem(graph, key, user):
-    try:
-        rule = graph.rule(key)
-    except RuleNotRegistered as exc:
-        return str(exc)
-    if rule.permission and user is not None and not user.has_perm(rule.permission):
-        return (f"Stepping into '{graph.names[key]}' needs the permission "
-                f"'{rule.permission}'.")
-    return None
 
 
 def _choose(instance, graph, to):
     children = graph.children.get(instance.state_key, [])
     here = graph.names[instance.state_key]
     if not children:
-        raise InstanceFinished(f"Instance {instance.pk} is at '{here}', which has no next step.")
+        raise InstanceFinished(f"Instance {instance.label} is at '{here}', which has no next "
+                               f"step.")
     if to is None:
         if len(children) > 1:
             names = ", ".join(graph.names[c] for c in children)
             raise ChoiceRequired(
-                f"Instance {instance.pk} is at '{here}', which has {len(children)} next "
+                f"Instance {instance.label} is at '{here}', which has {len(children)} next "
                 f"steps; choose one of: {names}.", choices=children)
         return children[0]
     target = graph.resolve(getattr(to, "key", to))
     if target not in children:
         names = ", ".join(graph.names[c] for c in children)
-        raise InvalidStep(f"Instance {instance.pk} cannot step from '{here}' to '{to}'; "
+        raise InvalidStep(f"Instance {instance.label} cannot step from '{here}' to '{to}'; "
                           f"the next steps are: {names}.", choices=children)
     return target
 
 
-def step(instance, to=None, user=None, note="", data=None, expected_state=None):
+def step(instance, to=None, user=None, note="", data=None, expected_state=None,
+         expected_position=None, kind=HistoryEntry.STEP):
     """Step the instance to `to` (a state key or name; optional with one choice).
 
-    `expected_state` (a state key) guards against double submission: if the instance
-    has left that state meanwhile, AlreadyMoved is raised and nothing happens.
+    `expected_position` (the instance's `step_count` as the caller saw it) or
+    `expected_state` (a state key) guard against double submission and stale pages:
+    if the instance changed meanwhile, AlreadyMoved is raised and nothing happens.
     Returns the HistoryEntry written.
     """
-    with atomic_with_undo() as undo:
-        locked = _lock(instance.pk)
-        share_loaded(instance, locked, unchanged_only=True)
+    with transaction.atomic():
+        locked = lock(instance.pk)
+        taskstate.share_loaded(instance, locked, unchanged_only=True)
         graph = compiled_by_id(locked.version_id)
-        if expected_state is not None and locked.state_key != expected_state:
-            raise AlreadyMoved(
-                f"Instance {locked.pk} has already moved on: it is now at "
-                f"'{locked.state_name}'. Nothing was changed.", state=locked.state_key)
-        status = effective_status(locked)
-        if status != Instance.ACTIVE:
-            raise InstanceFinished(f"Instance {locked.pk} is {status}; it cannot step.",
-                                   status=status)
+        check_expected(locked, expected_state, expected_position)
+        check_status(locked)
         target = _choose(locked, graph, to)
-        problem = _permission_problem(graph, target, user)
+        problem = access.step_problem(locked, graph, target, user)
         if problem:
             raise StepPermissionDenied(problem, target=target)
         source = locked.state_key
         _run_hooks(locked, graph, leave=source, enter=target)
         now = timezone.now()
-        locked.state_key, locked.state_name = target, graph.names[target]
-        locked.step_count += 1
-        locked.last_activity = now
-        if not graph.children[target]:
-            locked.status = Instance.FINISHED
-        entry = _sql.update_then_insert(locked, _STEP_FIELDS, HistoryEntry(
-            instance=locked, seq=locked.step_count, from_key=source,
-            from_name=graph.names[source], to_key=target, to_name=graph.names[target],
-            version_id=locked.version_id, user=_user(user), at=now, note=note or "",
-            data=data or {}))
-        undo.append(flush(locked, touch=True))
+        enter(locked, graph, target, user, now)
+        entry = record(locked, graph, kind, user=user, now=now, note=note, data=data,
+                       from_key=source, from_name=graph.names[source])
         send_on_commit(signals.instance_stepped, instance, entry, _user(user))
-    for field in _STEP_FIELDS:
-        setattr(instance, field, getattr(locked, field))
-    share_loaded(locked, instance)
+    copy_back(locked, instance)
     return entry
 
 
@@ -208,7 +310,7 @@ def _run_hooks(instance, graph, leave, enter):
         target_rule = graph.rule(enter)(graph.settings[enter], enter)
         source_rule = graph.rule(leave)(graph.settings[leave], leave) if leave else None
     except RuleNotRegistered as exc:
-        raise StepError(f"Instance {instance.pk} cannot step: {exc}") from exc
+        raise StepError(f"Instance {instance.label} cannot step: {exc}") from exc
     here = graph.names[leave] if leave else None
     there = graph.names[enter]
     reason = (source_rule.guard_leave(instance, there) if source_rule else None) or \
@@ -220,13 +322,76 @@ def _run_hooks(instance, graph, leave, enter):
             source_rule.on_leave(instance)
         target_rule.on_enter(instance)
     except StepError:
-        forget(instance)
+        taskstate.forget(instance)
         raise
     except Exception as exc:
-        forget(instance)
+        taskstate.forget(instance)
         hook = "on_enter" if source_rule is None else "on_leave/on_enter"
         raise HookFailed(f"The {hook} hook failed while stepping to '{there}': "
                          f"{type(exc).__name__}: {exc}. Nothing was changed.") from exc
+
+
+# -- task state -----------------------------------------------------------------------------
+
+def save_task_state(instance, state=None, user=None, note=""):
+    """Write the instance's task state (or `state`, replacing it) as a new version.
+
+    Refused for an instance that is not active or suspended (finished, cancelled,
+    expired: its task state is final). Recorded in the history ("task state edited").
+    Returns the HistoryEntry, or None when nothing changed.
+    """
+    with transaction.atomic():
+        locked = lock(instance.pk)
+        check_status(locked, "change its task state", (Instance.ACTIVE, Instance.SUSPENDED))
+        if state is None:
+            taskstate.share_loaded(instance, locked)
+            if not taskstate.changed(locked):
+                if taskstate.changed(instance):
+                    raise AlreadyMoved(f"The task state of instance {locked.label} was "
+                                       f"changed meanwhile; reload it. Nothing was changed.")
+                return None
+        else:
+            taskstate.replace(locked, state)
+        graph = compiled_by_id(locked.version_id)
+        key, name = locked.state_key, locked.state_name
+        entry = record(locked, graph, HistoryEntry.EDIT, user=user, now=timezone.now(),
+                       note=note, from_key=key, from_name=name,
+                       fields=("last_seq", "last_activity"))
+    copy_back(locked, instance)
+    return entry
+
+
+# -- replay ---------------------------------------------------------------------------------
+
+class ReplayError(FlowrError):
+    """A history does not chain: an entry starts from another state than the last one left."""
+
+
+def replay(entries):
+    """The (version id, state key, status) that the history entries lead to.
+
+    Each entry that changes the position must start where the previous one ended;
+    assignments and reminders (HistoryEntry.NOTES) leave the position alone.
+    """
+    position = None
+    for entry in sorted(entries, key=lambda e: e.seq):
+        if entry.kind == HistoryEntry.START:
+            position = (entry.version_id, entry.to_key, entry.status or Instance.ACTIVE)
+            continue
+        if position is None:
+            raise ReplayError(f"History entry {entry.seq} comes before the start.")
+        if entry.kind in HistoryEntry.NOTES:
+            continue
+        if entry.from_key != position[1]:
+            raise ReplayError(f"History entry {entry.seq} ({entry.kind}) starts from "
+                              f"'{entry.from_key}', but the instance was at '{position[1]}'.")
+        position = (entry.version_id, entry.to_key, entry.status or position[2])
+    return position
+
+
+def position_of(instance):
+    """The (version id, state key, status) the instance row holds (status as stored)."""
+    return instance.version_id, instance.state_key, instance.status
 
 
 # -- moving between versions ---------------------------------------------------------
@@ -236,9 +401,9 @@ def move_problem(instance, version):
     if version.machine_id != instance.machine_id:
         return f"Version {version} belongs to another machine."
     if version.pk == instance.version_id:
-        return f"Instance {instance.pk} already runs on version {version.number}."
+        return f"Instance {instance.label} already runs on version {version.number}."
     if effective_status(instance) != Instance.ACTIVE:
-        return f"Instance {instance.pk} is {effective_status(instance)}."
+        return f"Instance {instance.label} is {effective_status(instance)}."
     target = compiled(version)
     if instance.state_key not in target.names:
         return (f"Its current state '{instance.state_name}' does not exist in version "
@@ -249,26 +414,23 @@ def move_problem(instance, version):
 def move(instance, version, user=None, note=""):
     """Move an instance to another version of its machine, keeping its current state."""
     with transaction.atomic():
-        locked = _lock(instance.pk)
+        locked = lock(instance.pk)
         problem = move_problem(locked, version)
         if problem:
-            raise MoveError(f"Instance {locked.pk} cannot move: {problem}", instance=locked)
-        target = compiled(version)
-        old_version = locked.version
-        locked.version = version
-        locked.state_name = target.names[locked.state_key]
+            raise MoveError(f"Instance {locked.label} cannot move: {problem}", instance=locked)
+        target, old = compiled(version), compiled_by_id(locked.version_id)
+        old_number = MachineVersion.objects.filter(pk=locked.version_id).values_list(
+            "number", flat=True).first()
+        key = locked.state_key
+        locked.version_id = version.pk
         locked.step_count += 1
-        locked.last_activity = timezone.now()
-        if not target.children[locked.state_key]:
-            locked.status = Instance.FINISHED
-        locked.save(update_fields=["version", "state_name", "step_count", "last_activity",
-                                   "status"])
-        entry = HistoryEntry.objects.create(
-            instance=locked, seq=locked.step_count, kind=HistoryEntry.MOVE,
-            from_key=locked.state_key, from_name=compiled(old_version).names[locked.state_key],
-            to_key=locked.state_key, to_name=locked.state_name, version=version,
-            user=_user(user), at=locked.last_activity,
-            note=note or f"Moved from version {old_version.number} to {version.number}.")
+        locked.state_name = target.names[key]
+        if not target.children[key]:
+            locked.status, locked.outcome = Instance.FINISHED, target.outcome(key)
+        now = timezone.now()
+        entry = record(locked, target, HistoryEntry.MOVE, user=user, now=now,
+                       from_key=key, from_name=old.names[key],
+                       note=note or f"Moved from version {old_number} to {version.number}.")
         send_on_commit(signals.instance_moved, instance, entry, _user(user))
-    instance.refresh_from_db()
+    copy_back(locked, instance)
     return entry

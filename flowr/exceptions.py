@@ -41,8 +41,12 @@ class StepError(FlowrError):
     """A step was refused; the instance, its history and its task state are unchanged."""
 
 
-class InstanceFinished(StepError):
-    """The instance is finished or expired and cannot step."""
+class InstanceNotActive(StepError):
+    """The instance's status (suspended, cancelled, finished, expired) forbids the change."""
+
+
+class InstanceFinished(InstanceNotActive):
+    """The instance is finished (or has no next step) and cannot step."""
 
 
 class ChoiceRequired(StepError):
@@ -54,7 +58,7 @@ class InvalidStep(StepError):
 
 
 class AlreadyMoved(StepError):
-    """The instance left the state the step was requested from (double submission)."""
+    """The instance changed since the form was shown (double submission, stale page)."""
 
 
 class StepRefused(StepError):
@@ -71,3 +75,14 @@ class HookFailed(StepError):
 
 class MoveError(FlowrError):
     """An instance cannot move to another machine version."""
+
+
+class OptionsInvalid(GraphError):
+    """A state's options (candidate groups, assignment, timing) failed validation."""
+
+    def __init__(self, message, errors=None, **context):
+        super().__init__(message, errors=errors or {}, **context)
+
+
+class TaskStateGone(StepError):
+    """A kept version of an instance's task state is no longer there (expired, replaced)."""

@@ -5,13 +5,15 @@ A document (format 1) is one machine:
     {"uuid": "…", "name": "…", "description": "…", "rule_set": "orders", "format": 1,
      "graph": {"root": "draft",
                "states": [{"key": "draft", "name": "Draft", "rule": "orders.Draft",
-                           "settings": {}}, …],
+                           "settings": {}, "options": {"groups": ["Authors"]}}, …],
                "transitions": [["draft", "submitted"], …]}}
 
 A file is a JSON list of documents. Rules are looked up only through the registry
 by key; nothing named in a document is ever imported. django-import-export's
 resource (flowr.resources) and the management commands are thin shells around
-`parse`, `validate_document` and `apply_document`.
+`parse`, `validate_document` and `apply_document`. A state's "options" (flowr.options:
+candidate groups, assign on entry, timing) are present only when set; groups and users
+are named, and must exist on the importing site.
 """
 import json
 import re
@@ -22,7 +24,9 @@ from django.db.models import Prefetch
 
 from . import config
 from . import graph as _graph
+from . import options as _options
 from .builder import clean_settings
+from .compiled import state_definition
 from .exceptions import FlowrError, RuleNotRegistered
 from .models import Machine, RuleSetRecord, State, Transition
 from .rules import get_rule_set
@@ -30,7 +34,7 @@ from .rules import get_rule_set
 FORMAT = 1
 COLUMNS = ("uuid", "name", "description", "rule_set", "format", "graph")
 REQUIRED = ("uuid", "name", "rule_set", "format", "graph")
-STATE_FIELDS = ("key", "name", "rule", "settings")
+STATE_FIELDS = ("key", "name", "rule", "settings", "options")
 GRAPH_FIELDS = ("root", "states", "transitions")
 MAX_DEPTH = 32  # a document needs about 8 levels; settings may nest a little more
 MAX_ERRORS = 25  # per document; the rest are counted, not listed
@@ -59,8 +63,7 @@ def document_of(machine):
         "format": FORMAT,
         "graph": {
             "root": next((s.key for s in states if s.is_root), None),
-            "states": [{"key": s.key, "name": s.name, "rule": s.rule_key,
-                        "settings": s.settings} for s in states],
+            "states": [state_definition(s) for s in states],
             "transitions": [[keys[t.parent_id], keys[t.child_id]]
                             for t in machine.transitions.all()],
         },
@@ -278,9 +281,10 @@ def _state_errors(index, state):
         if field in state:
             problem = _text_error(f"{where}: its {field}", state[field], True, limit)
             errors.extend([problem] if problem else [])
-    settings = state.get("settings", {})
-    if not isinstance(settings, dict):
-        errors.append(f"{where}: its settings must be an object, not {_kind(settings)}.")
+    for field in ("settings", "options"):
+        value = state.get(field, {})
+        if not isinstance(value, dict):
+            errors.append(f"{where}: its {field} must be an object, not {_kind(value)}.")
     return errors
 
 
@@ -354,6 +358,25 @@ def _settings_errors(rule_set, states):
     return errors
 
 
+def _options_errors(states, edges):
+    """Every state's options checked by flowr.options (groups/users must exist here)."""
+    names = {s["key"]: s["name"] for s in states}
+    children = {}
+    for parent, child in edges:
+        children.setdefault(parent, []).append((child, names.get(child, child)))
+    choices, errors = None, []
+    for state in states:
+        if not state.get("options"):
+            continue
+        choices = choices or _options.Choices.load()
+        try:
+            _options.clean_options(state["options"], children.get(state["key"], ()), choices,
+                                   state_name=state["name"])
+        except FlowrError as exc:
+            errors.append(str(exc))
+    return errors
+
+
 def _rules_errors(doc, rule_set):
     """Everything the registered rules say about a structurally sound graph."""
     graph = doc["graph"]
@@ -369,7 +392,7 @@ def _rules_errors(doc, rule_set):
                 f"most {capacity}."]
     names = {s["key"]: s["name"] for s in states}
     errors = _graph.validate(rule_map, edges, rules, graph["root"], rule_set.root_key, names)
-    return errors + _settings_errors(rule_set, states)
+    return errors + _settings_errors(rule_set, states) + _options_errors(states, edges)
 
 
 def _name_taken_error(doc):
@@ -449,6 +472,14 @@ def _with_graph(pk):
         "states", Prefetch("transitions", queryset=transitions)).get(pk=pk)
 
 
+def _normalised_options(item, graph, choices):
+    """A validated state's options in their normalised form (as the builder stores them)."""
+    if not item.get("options"):
+        return {}
+    children = [(c, c) for p, c in graph["transitions"] if p == item["key"]]
+    return _options.clean_options(item["options"], children, choices)
+
+
 def _write_states(machine, graph, created):
     """Bring the machine's states in line with the graph; returns {key: state id}."""
     existing = {} if created else {s.key: s for s in machine.states.all()}
@@ -459,9 +490,12 @@ def _write_states(machine, graph, created):
         if doomed:
             State.objects.filter(pk__in=doomed).delete()
     kept, new, renamed = [], [], []
+    choices = (_options.Choices.load() if any(s.get("options") for s in graph["states"])
+               else None)
     for key, item in wanted.items():
         values = {"name": item["name"].strip(), "rule_key": item["rule"],
                   "settings": clean_settings(item["rule"], item.get("settings") or {}),
+                  "options": _normalised_options(item, graph, choices),
                   "is_root": key == graph["root"]}
         state = existing.get(key)
         if state is None:
@@ -478,6 +512,6 @@ def _write_states(machine, graph, created):
         token = _uuid.uuid4().hex
         State.objects.bulk_update(
             [State(pk=s.pk, name=f"{token}-{s.pk}") for s in renamed], ["name"])
-    State.objects.bulk_update(kept, ["name", "rule_key", "settings", "is_root"])
+    State.objects.bulk_update(kept, ["name", "rule_key", "settings", "options", "is_root"])
     State.objects.bulk_create(new)
     return dict(machine.states.values_list("key", "id"))

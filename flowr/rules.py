@@ -32,6 +32,8 @@ class Rule:
     settings_form = None  # Django form class validating per-state settings
     step_form = None  # Django form class for data entered when stepping into it
     permission = None  # "app_label.codename" needed to step into a state of this rule
+    search_fields = ()  # task-state keys projected into Instance.search_data (searchable)
+    outcome = None  # how an instance that finishes in a state of this rule ended
 
     def __init__(self, settings=None, state=None):
         self.settings = settings or {}

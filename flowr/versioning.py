@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from django.db import transaction
 
 from . import graph as _graph
+from . import options as _options
 from .exceptions import FlowrError, GraphError, MoveError, RuleNotRegistered
 from .models import Machine, RuleSetRecord, State, Transition
 
@@ -49,6 +50,7 @@ class DefinitionDiff:
     renamed: list = field(default_factory=list)  # {"key", "old", "new"}
     rule_changed: list = field(default_factory=list)  # {"key", "name", "old", "new"}
     settings_changed: list = field(default_factory=list)  # {"key", "name", "old", "new", "changes"}
+    options_changed: list = field(default_factory=list)  # same shape, for flowr.options
     transitions_added: list = field(default_factory=list)  # (parent name, child name)
     transitions_removed: list = field(default_factory=list)
     root_changed: tuple = None  # (old root name, new root name)
@@ -57,7 +59,8 @@ class DefinitionDiff:
     @property
     def has_changes(self):
         return any([self.added, self.removed, self.renamed, self.rule_changed,
-                    self.settings_changed, self.transitions_added, self.transitions_removed,
+                    self.settings_changed, self.options_changed, self.transitions_added,
+                    self.transitions_removed,
                     self.root_changed, self.machine_renamed])
 
     def lines(self):
@@ -72,6 +75,8 @@ class DefinitionDiff:
                 for s in self.rule_changed]
         out += [f"Changed settings of '{s['name']}': {'; '.join(s['changes'])}."
                 for s in self.settings_changed]
+        out += [f"Changed options of '{s['name']}': {'; '.join(s['changes'])}."
+                for s in self.options_changed]
         out += ["Added transition '%s' → '%s'." % t for t in self.transitions_added]
         out += ["Removed transition '%s' → '%s'." % t for t in self.transitions_removed]
         if self.root_changed:
@@ -99,11 +104,13 @@ def diff_definitions(old, new):
         if before["rule"] != state["rule"]:
             diff.rule_changed.append({"key": key, "name": state["name"],
                                       "old": before["rule"], "new": state["rule"]})
-        old_settings, new_settings = before.get("settings") or {}, state.get("settings") or {}
-        if old_settings != new_settings:
-            diff.settings_changed.append({
-                "key": key, "name": state["name"], "old": old_settings, "new": new_settings,
-                "changes": _settings_changes(old_settings, new_settings)})
+        for part, changes in (("settings", diff.settings_changed),
+                              ("options", diff.options_changed)):
+            old_value, new_value = before.get(part) or {}, state.get(part) or {}
+            if old_value != new_value:
+                changes.append({"key": key, "name": state["name"], "old": old_value,
+                                "new": new_value,
+                                "changes": _settings_changes(old_value, new_value)})
     diff.removed = [{"key": k, "name": s["name"], "rule": s["rule"]}
                     for k, s in old_states.items() if k not in new_states]
     old_edges = [tuple(t) for t in old["transitions"]]
@@ -154,12 +161,20 @@ class Snapshot:
         root = next((s["key"] for s in self.states if s["is_root"]), None)
         return {
             "format": DEFINITION_FORMAT, "rule_set": self.rule_set_key, "name": self.machine["name"], "root": root,
-            "states": [{"key": s["key"], "name": s["name"], "rule": s["rule_key"],
-                        "settings": s["settings"] or {}} for s in self.states],
+            "states": [_snapshot_state(s) for s in self.states],
             "transitions": [[keys.get(t["parent_id"], f"#{t['parent_id']}"),
                              keys.get(t["child_id"], f"#{t['child_id']}")]
                             for t in self.transitions],
         }
+
+
+def _snapshot_state(fields):
+    """A state's recorded fields as a definition holds them (options only when set)."""
+    item = {"key": fields["key"], "name": fields["name"], "rule": fields["rule_key"],
+            "settings": fields["settings"] or {}}
+    if fields.get("options"):
+        item["options"] = fields["options"]
+    return item
 
 
 def snapshot(revision, machine_id):
@@ -189,13 +204,20 @@ def current_definition(machine):
 
     graph = MachineGraph.load(machine)
     if graph.root is None:
-        definition = {"format": 1, "rule_set": machine.rule_set.key, "root": None, "transitions": graph.edges,
-                      "states": [{"key": s.key, "name": s.name, "rule": s.rule_key,
-                                  "settings": s.settings} for s in graph.states]}
+        from .compiled import state_definition
+
+        definition = {"format": 1, "rule_set": machine.rule_set.key, "root": None,
+                      "transitions": graph.edges,
+                      "states": [state_definition(s) for s in graph.states]}
     else:
         definition = definition_of(graph)
     definition["name"] = machine.name
     return definition
+
+
+def _children_of(definition, key):
+    names = {s["key"]: s["name"] for s in definition["states"]}
+    return [(c, names.get(c, c)) for p, c in definition["transitions"] if p == key]
 
 
 def snapshot_errors(snap):
@@ -212,11 +234,18 @@ def snapshot_errors(snap):
     names = {s["key"]: s["name"] for s in definition["states"]}
     errors = _graph.validate(states, [tuple(t) for t in definition["transitions"]],
                              rule_set.graph_rules(), definition["root"], rule_set.root_key, names)
+    errors += _options.timeout_errors({s["key"]: s.get("options") for s in definition["states"]},
+                                      [tuple(t) for t in definition["transitions"]], names)
+    choices = None
     for state in definition["states"]:
         if state["rule"] not in rule_set.graph_rules():
             continue  # already reported by validate()
         try:
             clean_settings(state["rule"], state["settings"])
+            if state.get("options"):
+                choices = choices or _options.Choices.load()
+                _options.clean_options(state["options"], choices=choices,
+                                       children=_children_of(definition, state["key"]))
         except GraphError as exc:
             errors.append(f"State '{state['name']}': {exc}")
     taken = Machine.objects.exclude(pk=snap.machine["id"]).filter(name=snap.machine["name"])

@@ -69,7 +69,7 @@ def at(instance, *names, user=None):
 
 
 def post_step(client, instance, to=None, **extra):
-    data = {"expected_state": instance.state_key, **extra}
+    data = {"position": instance.step_count, **extra}
     if to is not None:
         data["to"] = engine.compiled(instance.version).resolve(to)
     return client.post(step_url(instance), data)
@@ -118,6 +118,19 @@ def test_step_button_for_each_of_several_choices(staff_client, orders):
     assert fresh(orders).state_name == "Submitted"
 
 
+def test_a_stale_tab_is_refused_after_a_cycle(staff_client, demo_machines):
+    """Two tabs show a ticket at Open; tab 1 steps Open → Waiting → Open; tab 2's stale
+    "Waiting on customer" button is then refused, although the state is Open again."""
+    ticket = at(demo_machines["support"].start(), "Open")
+    stale = fresh(ticket)  # tab 2's page
+    post_step(staff_client, fresh(ticket), to="Waiting on customer")
+    post_step(staff_client, fresh(ticket), to="Open")
+    assert fresh(ticket).state_name == "Open"
+    response = post_step(staff_client, stale, to="Waiting on customer")
+    assert message(response).startswith("Already moved: ")
+    assert (fresh(ticket).state_name, fresh(ticket).step_count) == ("Open", 3)
+
+
 def test_step_rejects_get_and_an_unsafe_next_url(staff_client, orders):
     assert staff_client.get(step_url(orders)).status_code == 405
     assert staff_client.get(task_state_url(orders)).status_code == 405
@@ -125,14 +138,14 @@ def test_step_rejects_get_and_an_unsafe_next_url(staff_client, orders):
     assert response["Location"] == change_url(orders)
 
 
-def test_step_without_expected_state_changes_nothing(staff_client, orders):
+def test_step_without_position_changes_nothing(staff_client, orders):
     response = staff_client.post(step_url(orders), {"to": ""})
     assert fresh(orders).state_name == "Draft"
     assert "incomplete" in message(response)
 
 
 def test_double_submission_steps_once(staff_client, orders):
-    data = {"expected_state": orders.state_key}
+    data = {"position": orders.step_count}
     first = staff_client.post(step_url(orders), data)
     second = staff_client.post(step_url(orders), data)
     assert "stepped from Draft to Submitted" in message(first)
@@ -194,7 +207,7 @@ def test_view_only_staff_see_no_buttons_and_get_403(client, django_user_model, o
     assert "Next: Submitted" not in html and "flowr-step-" not in html
     assert "Start instances" not in html
     page = client.get(change_url(orders)).content.decode()
-    assert "not step it" in page and 'name="expected_state"' not in page
+    assert "not step it" in page and 'name="position"' not in page
     assert "Save task state" not in page
     assert post_step(client, orders).status_code == 403
     assert client.post(task_state_url(orders), {"task_state": "{}"}).status_code == 403
@@ -243,8 +256,8 @@ def test_instance_page_shows_state_history_task_state_and_diagram(staff_client, 
     response = staff_client.get(change_url(ticket))
     html = response.content.decode()
     assert response.status_code == 200
-    assert f"Instance {str(ticket.pk)[:8]} of Support ticket" in html
-    assert "Next: Open" in html and f'value="{ticket.state_key}"' in html
+    assert f"Instance #{str(ticket.pk)[:8]} of Support ticket" in html
+    assert "Next: Open" in html and f'name="position" value="{ticket.step_count}"' in html
     assert 'name="_save"' not in html  # read-only: no save buttons
     history = html[html.index('id="history"'):]
     assert history.index("Open → <strong>Waiting") < history.index("New → <strong>Open")
@@ -361,13 +374,20 @@ def test_bulk_step_mixed_success_with_one_summary(staff_client, demo_machines, a
     for name in ("Submitted", "Approved", "Needs rework", "Rejected"):
         assert f'value="{name}"' in html
     confirm = {"post": "yes", "target": "Submitted", "note": "batch",
-               **{f"expected_{i.pk}": i.state_key for i in [*drafts, late]}}
+               **{f"position_{i.pk}": i.step_count for i in [*drafts, late]}}
     response = bulk(staff_client, [*drafts, late], **confirm)
-    assert response.status_code == 302
+    assert response.status_code == 302 and "/report/" in response["Location"]
     [summary] = texts(response)
-    assert summary.startswith(f"Stepped {len(drafts)} instances to 'Submitted'. 1 could not "
-                              f"step: [{str(late.pk)[:8]}: ")
-    assert "cannot step from 'Submitted' to 'Submitted'" in summary
+    assert summary == (f"Stepped {len(drafts)} of {len(drafts) + 1} instances; 1 refused. "
+                       f"The report lists every instance.")
+    report = staff_client.get(response["Location"])
+    rows = report.context["report"].rows
+    [refused] = [r for r in rows if not r.ok]
+    assert len(rows) == len(drafts) + 1
+    assert refused.label == late.label and refused.before == "Submitted"
+    assert "cannot step from 'Submitted' to 'Submitted'" in refused.reason
+    html = report.content.decode()
+    assert "Refused: " in html and "flowr-report-table" in html
     assert all(fresh(i).state_name == "Submitted" for i in drafts)
     assert fresh(late).history.count() == 2
     assert LogEntry.objects.filter(change_message="Stepped from Draft to Submitted.").count() \
@@ -381,21 +401,23 @@ def test_bulk_step_with_step_form_data_and_permission_reasons(client, django_use
     orders = [at(demo_machines["orders"].start(), "Submitted") for _ in range(2)]
     index = list(bulk(client, orders).context["data_forms"]).index("Rejected")
     refused = bulk(client, orders, post="yes", target="Approved")
-    assert "Stepped 0 instances" in message(refused)
-    assert message(refused).count("needs the permission") == 2
+    assert message(refused).startswith("Stepped 0 of 2 instances; 2 refused.")
+    reasons = [row.reason for row in client.get(refused["Location"]).context["report"].rows]
+    assert all("needs the permission" in reason for reason in reasons) and len(reasons) == 2
     invalid = bulk(client, orders, post="yes", target="Rejected")
     assert invalid.status_code == 200 and "This field is required" in invalid.content.decode()
     done = bulk(client, orders, post="yes", target="Rejected",
                 **{f"data-{index}-reason": "duplicate"})
-    assert texts(done) == ["Stepped 2 instances to 'Rejected'."]
+    assert texts(done) == ["Stepped 2 of 2 instances. The report lists every instance."]
     assert [fresh(o).history.first().data for o in orders] == [{"reason": "duplicate"}] * 2
 
 
 def test_bulk_double_submission_steps_once(staff_client, orders):
-    confirm = {"post": "yes", "target": "Submitted", f"expected_{orders.pk}": orders.state_key}
+    confirm = {"post": "yes", "target": "Submitted", f"position_{orders.pk}": orders.step_count}
     bulk(staff_client, [orders], **confirm)
     again = bulk(staff_client, [orders], **confirm)
-    assert "already moved on" in message(again) and orders.history.count() == 2
+    [row] = staff_client.get(again["Location"]).context["report"].rows
+    assert "already moved on" in row.reason and orders.history.count() == 2
 
 
 def test_bulk_action_needs_the_step_permission(client, django_user_model, orders):
@@ -404,7 +426,7 @@ def test_bulk_action_needs_the_step_permission(client, django_user_model, orders
     html = client.get(LIST).content.decode()
     assert 'value="step_selected"' not in html
     bulk(client, [orders], post="yes", target="Submitted",
-         **{f"expected_{orders.pk}": orders.state_key})
+         **{f"position_{orders.pk}": orders.step_count})
     assert fresh(orders).state_name == "Draft"
 
 
@@ -422,7 +444,8 @@ def test_filters_and_search(staff_client, demo_machines):
         response = staff_client.get(LIST + query)
         return {str(i.pk) for i in response.context["cl"].result_list}
 
-    assert ids("?state=Submitted") == {str(moved.pk)}
+    submitted = engine.compiled(version).resolve("Submitted")
+    assert ids(f"?state={submitted}") == {str(moved.pk)}
     assert ids(f"?version={version.pk}") == {str(i.pk) for i in orders.instances.all()}
     assert ids("?status=expired") == {str(old.pk)}
     assert str(old.pk) not in ids("?status=active")
@@ -436,7 +459,8 @@ def test_expired_instance_shows_expired_and_cannot_step(staff_client, orders):
     html = staff_client.get(LIST + "?status=expired").content.decode()
     assert "flowr-status-expired" in html and "Next: Submitted" not in html
     response = post_step(staff_client, fresh(orders))
-    assert "is expired; it cannot step" in message(response)
+    assert "has expired (idle for longer than FLOWS_TASK_IDLE_TIMEOUT); it cannot step" in \
+        message(response)
 
 
 # -- query counts ---------------------------------------------------------------------

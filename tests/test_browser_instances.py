@@ -104,7 +104,11 @@ def test_bulk_step_from_the_list(admin_page, demo_machines, artifacts_dir):
     page.fill("#id_note", "all at once")
     with page.expect_navigation():
         page.get_by_role("button", name="Step the selected instances").click()
-    assert "Stepped 3 instances to 'Submitted'." in page.locator(".grp-messagelist").inner_text()
-    assert page.locator("#result_list button", has_text="Approved").count() == 3
+    assert "Stepped 3 of 3 instances." in page.locator(".grp-messagelist").inner_text()
+    rows = page.locator(".flowr-report-table tbody tr")
+    assert rows.count() == 3 and "Draft" in rows.first.inner_text()
+    page.screenshot(path=os.path.join(artifacts_dir, "instance_bulk_report.png"), full_page=True)
+    page.get_by_role("link", name="Back to the instances").click()
+    expect(page.locator("#result_list button", has_text="Approved")).to_have_count(3)
     page.get_by_role("link", name="Start instances").click()
     page.screenshot(path=os.path.join(artifacts_dir, "instance_start.png"), full_page=True)

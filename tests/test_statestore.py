@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from flowr import builder, engine
 from flowr.checks import check_state_store, check_store_settings
-from flowr.exceptions import FlowrError, HookFailed, InstanceFinished, StepError
+from flowr.exceptions import FlowrError, HookFailed, InstanceNotActive, StepError
 from flowr.models import HistoryEntry, Instance, TaskStateRecord
 from flowr.rules import Rule, RuleSet, register
 from flowr.statestore import django_store
@@ -22,6 +22,7 @@ from flowr.statestore import (
 )
 from flowr.statestore import redis_store
 from flowr.sync import sync_rule_sets
+from flowr.taskstate import task_id
 from tests.conftest import REDIS_HOST, REDIS_PORT, REDIS_TEST_DB
 
 DJANGO_STORE = "flowr.statestore.django_store"
@@ -64,6 +65,11 @@ def store(request, settings):
         settings.FLOWS_STATE_STORE = DJANGO_STORE
     settings.FLOWS_TASK_IDLE_TIMEOUT = 60
     return get_store()
+
+
+def current_id(instance):
+    """The store's task id of the instance's current task-state version (as committed)."""
+    return task_id(instance.pk, Instance.objects.get(pk=instance.pk).task_state_version)
 
 
 def kind(store):
@@ -125,9 +131,12 @@ def support_instance(demo_machines):
 
 
 def assert_untouched(instance, state_key, step_count=0):
+    """Position and history as they were (`instance` is the object before the attempt)."""
     fresh = Instance.objects.get(pk=instance.pk)
     assert (fresh.state_key, fresh.step_count) == (state_key, step_count)
-    assert HistoryEntry.objects.filter(instance=instance).count() == step_count + 1
+    assert (fresh.last_seq, fresh.task_state_version) == (instance.last_seq,
+                                                          instance.task_state_version)
+    assert HistoryEntry.objects.filter(instance=instance).count() == fresh.last_seq + 1
 
 
 # -- both stores: the store contract -----------------------------------------------------
@@ -214,9 +223,9 @@ def test_non_json_values_are_refused_at_write_time(store, bad):
 def test_a_step_restarts_the_idle_timeout_of_unchanged_state(store, example_machine):
     instance = example_machine.start()
     engine.save_task_state(instance, {"kept": True})
-    age(store, str(instance.pk), 59.5)
+    age(store, current_id(instance), 59.5)
     Instance.objects.get(pk=instance.pk).step()  # A→C: no hook touches the task state
-    assert remaining(store, str(instance.pk)) > 55
+    assert remaining(store, current_id(instance)) > 55
     assert Instance.objects.get(pk=instance.pk).task_state == {"kept": True}
 
 
@@ -230,12 +239,15 @@ def test_idle_instance_shows_expired_refuses_to_step_and_loses_state(store, sett
     if kind(store) == "redis":
         time.sleep(1.1)
     else:
-        age(store, str(instance.pk), 5)
+        age(store, current_id(instance), 5)
     fresh = Instance.objects.get(pk=instance.pk)
     assert engine.effective_status(fresh) == Instance.EXPIRED
     assert fresh.task_state == {}
-    with pytest.raises(InstanceFinished, match="is expired; it cannot step"):
+    with pytest.raises(InstanceNotActive, match="has expired .*; it cannot step"):
         fresh.step()
+    with pytest.raises(InstanceNotActive, match="it cannot change its task state"):
+        engine.save_task_state(fresh, {"revived": True})
+    assert engine.effective_status(Instance.objects.get(pk=instance.pk)) == Instance.EXPIRED
 
 
 # -- choosing the store: FLOWS_STATE_STORE -------------------------------------------------
@@ -248,7 +260,7 @@ def test_custom_store_module_works_with_the_engine(settings, demo_machines):
     instance = support_instance(demo_machines)
     instance.step()  # New → Open: on_enter counts times_opened
     assert isinstance(get_store(), custom_store.StateStore)
-    assert json.loads(custom_store.DATA[str(instance.pk)]) == {"times_opened": 1}
+    assert json.loads(custom_store.DATA[current_id(instance)]) == {"times_opened": 1}
     instance.step(to="Waiting on customer")
     instance.step()  # Waiting → Open: on_leave confirms, on_enter counts again
     assert Instance.objects.get(pk=instance.pk).task_state == {
@@ -411,10 +423,10 @@ def test_step_with_redis_down_raises_a_clear_error_and_changes_nothing(redis_dow
     instance = support_instance(demo_machines)
     root = instance.state_key
     with pytest.raises(TaskStateUnavailable) as caught:
-        instance.step()  # Open.on_enter reads the task state
+        instance.step()  # Open.on_enter counts in the task state, which must be written
     assert isinstance(caught.value, StepError) and isinstance(caught.value, FlowrError)
     message = str(caught.value)
-    assert f"task state of instance {instance.pk} could not be read" in message
+    assert f"task state of instance {instance.pk} could not be saved" in message
     assert f"{REDIS_HOST}:1/{REDIS_TEST_DB}" in message
     assert "keeps its position, history and task state" in message
     assert_untouched(instance, root)
@@ -472,30 +484,32 @@ def test_failing_hook_leaves_the_old_task_state(store, rollback_machine):
     instance = started_with_old_state(rollback_machine)
     with pytest.raises(HookFailed, match="the hook broke"):
         instance.step(to="Boom")
-    assert store.get_state(str(instance.pk)) == {"note": "old"}
+    assert store.get_state(current_id(instance)) == {"note": "old"}
     assert Instance.objects.get(pk=instance.pk).task_state == {"note": "old"}
     assert_untouched(instance, instance.state_key)
 
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
-def test_commit_failing_after_the_task_state_write_puts_the_old_state_back(
-        store, rollback_machine, monkeypatch):
+def test_a_write_whose_commit_fails_is_never_read(store, rollback_machine, monkeypatch):
     instance = started_with_old_state(rollback_machine)
     connection = connections["default"]
     real_commit = connection.commit
+    orphan = task_id(instance.pk, instance.last_seq + 1)  # the id the step writes to
     writes = []
 
     def failing_commit():
-        writes.append(store.get_state(str(instance.pk)))  # what the step wrote, pre-COMMIT
+        writes.append(store.get_state(orphan))  # what the step wrote, before COMMIT
         raise DatabaseError("COMMIT failed (simulated)")
 
     monkeypatch.setattr(connection, "commit", failing_commit)
     with pytest.raises(DatabaseError, match="simulated"):
         instance.step(to="Write")
     monkeypatch.setattr(connection, "commit", real_commit)
-    assert writes == [{"note": "new"}]  # the write happened last, just before COMMIT
-    assert store.get_state(str(instance.pk)) == {"note": "old"}
+    assert writes == [{"note": "new"}]  # the write happened under a new id
+    # The committed row still names the old version: the new one is never read.
+    assert Instance.objects.get(pk=instance.pk).task_state == {"note": "old"}
+    assert store.get_state(current_id(instance)) == {"note": "old"}
     assert_untouched(instance, instance.state_key)
 
 
@@ -504,7 +518,7 @@ def test_commit_failing_after_the_task_state_write_puts_the_old_state_back(
 def test_successful_step_writes_the_new_task_state(store, rollback_machine):
     instance = started_with_old_state(rollback_machine)
     instance.step(to="Write")
-    assert store.get_state(str(instance.pk)) == {"note": "new"}
+    assert store.get_state(current_id(instance)) == {"note": "new"}
     assert Instance.objects.get(pk=instance.pk).state_name == "Write"
 
 
@@ -536,5 +550,6 @@ def test_django_store_row_lives_while_its_instance_steps(settings, example_machi
     Instance.objects.get(pk=instance.pk).step()  # fresh last_activity for this one only
     call_command("cleanupflows")
     assert "Removed 1 expired" in capsys.readouterr().out
-    assert list(TaskStateRecord.objects.values_list("task_id", flat=True)) == [str(instance.pk)]
+    assert list(TaskStateRecord.objects.values_list("task_id", flat=True)) == [
+        current_id(instance)]
     assert Instance.objects.get(pk=instance.pk).task_state == {"kept": True}

@@ -22,16 +22,22 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from .. import engine
 from ..exceptions import AlreadyMoved, FlowrError, RuleNotRegistered
 from ..models import Machine
+from .reports import Report, ReportRow, report_response
 
 STEP_DATA_PREFIX = "data"
 MAX_START = 100
 BULK_STEP_LIMIT = 1000
-MAX_REPORTED = 20
 
 
 def short_id(instance):
-    """The first 8 characters of an instance id, as the admin shows it."""
-    return str(instance.pk)[:8]
+    """How the admin names an instance in messages: its title/business key, else short id."""
+    return instance.label
+
+
+def posted_position(request, name="position"):
+    """The position number a form carried (an int), or None when absent or malformed."""
+    value = request.POST.get(name, "")
+    return int(value) if value.isdigit() and len(value) < 10 else None
 
 
 # -- forms --------------------------------------------------------------------------
@@ -45,14 +51,20 @@ class StepNoteForm(forms.Form):
     note = _note_field()
 
 
+TASK_STATE_MAX_CHARS = 200_000
+
+
 class TaskStateForm(forms.Form):
     task_state = forms.CharField(required=False, label="Task state (JSON object)",
+                                 max_length=TASK_STATE_MAX_CHARS,
                                  widget=forms.Textarea(attrs={"rows": 8, "cols": 60}))
 
     def clean_task_state(self):
         text = self.cleaned_data["task_state"].strip() or "{}"
         try:
             value = json.loads(text)
+        except RecursionError:
+            raise forms.ValidationError("This JSON nests values too deeply to be read.")
         except ValueError as exc:
             raise forms.ValidationError(f"This is not valid JSON: {exc}.")
         if not isinstance(value, dict):
@@ -166,11 +178,11 @@ def _posted_instance(model_admin, request, object_id, has_permission):
 
 @_post_only
 def step_view(model_admin, request, object_id):
-    """POST: step one instance to `to` (optional with one child), guarded by expected_state."""
+    """POST: step one instance to `to` (optional with one child), guarded by its position."""
     instance = _posted_instance(model_admin, request, object_id, model_admin.has_step_permission)
-    expected = request.POST.get("expected_state", "")
+    position = posted_position(request)
     note_form = StepNoteForm(request.POST)
-    if not expected or not note_form.is_valid():
+    if position is None or not note_form.is_valid():
         messages.error(request, "The step form was incomplete; nothing was changed. "
                                 "Reload the page and try again.")
         return _back(request, model_admin, instance)
@@ -182,7 +194,7 @@ def step_view(model_admin, request, object_id):
     try:
         entry = engine.step(instance, to=to, user=request.user,
                             note=note_form.cleaned_data["note"], data=data,
-                            expected_state=expected)
+                            expected_position=position)
     except AlreadyMoved as exc:
         messages.warning(request, f"Already moved: {exc}")
     except FlowrError as exc:
@@ -224,8 +236,7 @@ def task_state_view(model_admin, request, object_id):
         messages.error(request, f"Task state not saved. {_errors_text(form)}")
         return _keep_draft(request, instance, back)
     try:
-        with transaction.atomic():
-            engine.save_task_state(instance, form.cleaned_data["task_state"])
+        engine.save_task_state(instance, form.cleaned_data["task_state"], user=request.user)
     except FlowrError as exc:
         messages.error(request, f"Task state not saved: {exc}")
         return _keep_draft(request, instance, back)
@@ -316,8 +327,8 @@ def step_selected(model_admin, request, queryset):
                 data_form = data_forms[name] = type(data_form)(request.POST,
                                                                prefix=data_form.prefix)
             if data_form is None or data_form.is_valid():
-                _bulk_step(model_admin, request, instances, form.cleaned_data, data_form)
-                return None
+                return _bulk_step(model_admin, request, instances, form.cleaned_data,
+                                  data_form)
     else:
         form = BulkStepForm(names=list(options))
     return _bulk_page(model_admin, request, instances, form, data_forms)
@@ -338,29 +349,20 @@ def _bulk_page(model_admin, request, instances, form, data_forms):
 
 
 def _bulk_step(model_admin, request, instances, cleaned, data_form):
+    """Step each instance to the chosen state; ends on the per-instance report."""
     name, note = cleaned["target"], cleaned["note"]
     data = (json.loads(json.dumps(data_form.cleaned_data, cls=DjangoJSONEncoder))
             if data_form is not None else None)
-    stepped, failures = 0, []
+    report = Report(f"Step to '{name}': result", "Stepped")
     for instance in instances:
-        expected = request.POST.get(f"expected_{instance.pk}") or None
+        before = instance.state_name
         try:
             entry = engine.step(instance, to=name, user=request.user, note=note, data=data,
-                                expected_state=expected)
+                                expected_position=posted_position(request,
+                                                                  f"position_{instance.pk}"))
         except FlowrError as exc:
-            failures.append(f"{short_id(instance)}: {exc}")
+            report.rows.append(ReportRow.of(instance, before, ok=False, reason=str(exc)))
         else:
-            stepped += 1
             model_admin.log_change(request, instance, step_message(entry))
-    _bulk_summary(request, name, stepped, failures)
-
-
-def _bulk_summary(request, name, stepped, failures):
-    text = f"Stepped {stepped} instance{'s' if stepped != 1 else ''} to '{name}'."
-    if failures:
-        shown = " ".join(f"[{f}]" for f in failures[:MAX_REPORTED])
-        more = f" …and {len(failures) - MAX_REPORTED} more." if len(failures) > MAX_REPORTED else ""
-        text += f" {len(failures)} could not step: {shown}{more}"
-    level = messages.SUCCESS if not failures else (messages.WARNING if stepped else messages.ERROR)
-    messages.add_message(request, level, text)
-
+            report.rows.append(ReportRow.of(instance, before, entry.to_name))
+    return report_response(model_admin, request, report)

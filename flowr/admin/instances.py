@@ -1,95 +1,41 @@
 """Instances in the admin: a list with one button per allowed step, a read-only page
-with history, task state and diagram, a start form and a bulk step action.
+with history, task state and diagram, a start form and bulk actions with reports.
+
+InstanceAdmin is composed of one mixin per feature module (moves between versions,
+and the operations desk's modules), on top of InstanceAdminBase. A mixin contributes
+through cooperative hooks that call super():
+
+- `get_urls()`, `get_list_display(request)`, `get_list_filter(request)`,
+  `get_search_fields(request)`, `get_actions(request)` (Django's own hooks);
+- `instance_context(request, obj)`: the instance page's context; append template names
+  to `context["flowr_panels"]` to add a panel below the next steps;
+- `prepare_rows(request, instances)`: per-row data for the list, without a query per row.
 
 The list costs a constant number of queries: rows come with their machine, version
-(definition deferred; compiled definitions are cached by the engine) and starter,
-and permission checks use the user's cached permissions.
+(definition deferred; compiled definitions are cached by the engine), starter and
+assignee, and permission checks use the user's cached permissions.
 """
 import json
-from datetime import timedelta
 
 from django.contrib import admin
 from django.contrib.admin.views.main import ChangeList
 from django.contrib.auth import get_permission_codename
-from django.db.models import Q
 from django.http import HttpResponseNotAllowed
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
+from django.utils.timesince import timesince
 
-from .. import config, engine
+from .. import engine
 from ..diagrams import version_svg
 from ..exceptions import FlowrError
-from ..models import Instance, MachineVersion
+from ..models import Instance
 from . import instance_views as views
 from .history import HISTORY_LIMIT, history_rows, visited_keys
-from .versioning import InstanceMoveMixin
+from .instance_filters import StateFilter, StatusFilter, VersionFilter
+from .moves import InstanceMoveMixin
+from .reports import report_urls
 
-MACHINE_PARAM = "machine__id__exact"
-
-
-# -- filters ------------------------------------------------------------------------
-
-class StatusFilter(admin.SimpleListFilter):
-    """Status as shown: active instances idle past FLOWS_TASK_IDLE_TIMEOUT are expired."""
-
-    title = "status"
-    parameter_name = "status"
-
-    def lookups(self, request, model_admin):
-        return Instance.STATUS_CHOICES
-
-    def queryset(self, request, queryset):
-        value = self.value()
-        timeout = config.task_idle_timeout()
-        idle = (Q(status=Instance.ACTIVE,
-                  last_activity__lt=timezone.now() - timedelta(seconds=timeout))
-                if timeout else None)
-        if value == Instance.ACTIVE:
-            queryset = queryset.filter(status=Instance.ACTIVE)
-            return queryset.exclude(idle) if idle else queryset
-        if value == Instance.EXPIRED:
-            expired = Q(status=Instance.EXPIRED)
-            return queryset.filter(expired | idle if idle else expired)
-        if value == Instance.FINISHED:
-            return queryset.filter(status=Instance.FINISHED)
-        return queryset
-
-
-class VersionFilter(admin.SimpleListFilter):
-    """Machine versions (of the machine filtered on, if any), labelled without extra queries."""
-
-    title = "version"
-    parameter_name = "version"
-
-    def lookups(self, request, model_admin):
-        versions = MachineVersion.objects.order_by("machine__name", "-number")
-        if request.GET.get(MACHINE_PARAM):
-            versions = versions.filter(machine_id=request.GET[MACHINE_PARAM])
-        rows = versions.values_list("pk", "machine__name", "number")
-        return [(str(pk), f"{name} v{number}") for pk, name, number in rows]
-
-    def queryset(self, request, queryset):
-        return queryset.filter(version_id=self.value()) if self.value() else queryset
-
-
-class StateFilter(admin.SimpleListFilter):
-    """Current state by name (of the machine filtered on, if any)."""
-
-    title = "current state"
-    parameter_name = "state"
-
-    def lookups(self, request, model_admin):
-        names = Instance.objects.order_by("state_name")
-        if request.GET.get(MACHINE_PARAM):
-            names = names.filter(machine_id=request.GET[MACHINE_PARAM])
-        return [(n, n) for n in names.values_list("state_name", flat=True).distinct()]
-
-    def queryset(self, request, queryset):
-        return queryset.filter(state_name=self.value()) if self.value() else queryset
-
-
-# -- the list -----------------------------------------------------------------------
 
 class InstanceChangeList(ChangeList):
     """Prepares each row's status and next steps once, without a query per row."""
@@ -99,11 +45,12 @@ class InstanceChangeList(ChangeList):
         self.model_admin.prepare_rows(request, self.result_list)
 
 
-def _status_badge(status):
+def status_badge(status):
     return format_html('<span class="flowr-status flowr-status-{}">{}</span>', status, status)
 
 
-def _step_button(instance, option, label, needs_data, change_url):
+def step_button(instance, option, label, needs_data, change_url):
+    """One step button of a list row (submits the row's hidden form, see change_list.html)."""
     if not option.allowed:
         return format_html('<button type="button" class="grp-button flowr-step" disabled '
                            'title="{}">{}</button>', option.reason, label)
@@ -116,22 +63,39 @@ def _step_button(instance, option, label, needs_data, change_url):
                        label)
 
 
-@admin.register(Instance)
-class InstanceAdmin(InstanceMoveMixin, admin.ModelAdmin):
+def step_buttons(instance, steps, status, change_url):
+    """The next-step buttons of a row, or its status when it takes no steps."""
+    if status != Instance.ACTIVE:
+        return format_html('<span class="flowr-muted">{}</span>', status)
+    single = len(steps) == 1
+    buttons = [step_button(instance, option, f"Next: {option.name}" if single else option.name,
+                           needs_data, change_url) for option, needs_data in steps]
+    return format_html('<div class="flowr-steps">{}</div>',
+                       format_html_join("", "{}", ((b,) for b in buttons)))
+
+
+def row_forms(model_admin, instances):
+    """(pk, step url, position) of each row that has step buttons (for the hidden forms)."""
+    return [(obj.pk, reverse("admin:flowr_instance_step", args=[obj.pk],
+                             current_app=model_admin.admin_site.name), obj.step_count)
+            for obj in instances if getattr(obj, "_flowr_steps", None)]
+
+
+class InstanceAdminBase(admin.ModelAdmin):
     """Running machines: stepped with buttons, never edited by hand."""
 
-    list_display = ["instance_label", "machine", "version_label", "current_state", "status_label",
-                    "last_activity", "started_by", "next_steps"]
+    list_display = ["instance_label", "machine", "version_label", "current_state",
+                    "status_label", "time_in_state", "last_activity", "started_by",
+                    "next_steps"]
     list_display_links = ["instance_label"]
-    list_select_related = ["machine", "version", "started_by"]
+    list_select_related = ["machine", "version", "started_by", "assignee"]
     list_filter = ["machine", VersionFilter, StateFilter, StatusFilter]
     search_fields = ["id"]
     search_help_text = "Search by instance id (or its first characters)."
     fields = ["instance_label", "machine", "version_label", "current_state", "status_label",
-              "started_by", "started_at", "last_activity", "step_count"]
+              "started_by", "started_at", "last_activity", "state_entered_at", "step_count"]
     readonly_fields = fields
-    # Keep the actions of InstanceMoveMixin (moving to another version).
-    actions = (*(getattr(InstanceMoveMixin, "actions", None) or ()), "step_selected")
+    actions = ["step_selected"]
 
     class Media:
         css = {"all": ["flowr/flowr_admin.css"]}
@@ -151,7 +115,8 @@ class InstanceAdmin(InstanceMoveMixin, admin.ModelAdmin):
 
     # -- queries --------------------------------------------------------------------
     def get_queryset(self, request):
-        return (super().get_queryset(request).select_related("machine", "version", "started_by")
+        return (super().get_queryset(request)
+                .select_related("machine", "version", "started_by", "assignee")
                 .defer("version__definition"))
 
     def get_changelist(self, request, **kwargs):
@@ -173,7 +138,7 @@ class InstanceAdmin(InstanceMoveMixin, admin.ModelAdmin):
     # -- columns --------------------------------------------------------------------
     @admin.display(description="instance", ordering="started_at")
     def instance_label(self, obj):
-        return views.short_id(obj)
+        return format_html('<span class="flowr-wrap" title="{}">{}</span>', obj.pk, obj.label)
 
     @admin.display(description="version", ordering="version__number")
     def version_label(self, obj):
@@ -181,26 +146,22 @@ class InstanceAdmin(InstanceMoveMixin, admin.ModelAdmin):
 
     @admin.display(description="current state", ordering="state_name")
     def current_state(self, obj):
-        return obj.state_name
+        return format_html('<span class="flowr-wrap">{}</span>', obj.state_name)
 
     @admin.display(description="status", ordering="status")
     def status_label(self, obj):
-        status = getattr(obj, "_flowr_status", None) or engine.effective_status(obj)
-        return _status_badge(status)
+        return status_badge(getattr(obj, "_flowr_status", None) or engine.effective_status(obj))
+
+    @admin.display(description="in state for", ordering="state_entered_at")
+    def time_in_state(self, obj):
+        return timesince(obj.state_entered_at, timezone.now(), depth=1)
 
     @admin.display(description="next steps")
     def next_steps(self, obj):
-        steps = getattr(obj, "_flowr_steps", [])
         status = getattr(obj, "_flowr_status", None) or engine.effective_status(obj)
-        if status != Instance.ACTIVE:
-            return format_html('<span class="flowr-muted">{}</span>', status)
         change_url = reverse("admin:flowr_instance_change", args=[obj.pk],
                              current_app=self.admin_site.name)
-        single = len(steps) == 1
-        buttons = [_step_button(obj, option, f"Next: {option.name}" if single else option.name,
-                                needs_data, change_url) for option, needs_data in steps]
-        return format_html('<div class="flowr-steps">{}</div>',
-                           format_html_join("", "{}", ((b,) for b in buttons)))
+        return step_buttons(obj, getattr(obj, "_flowr_steps", []), status, change_url)
 
     # -- views ----------------------------------------------------------------------
     def get_urls(self):
@@ -211,6 +172,7 @@ class InstanceAdmin(InstanceMoveMixin, admin.ModelAdmin):
             path("<path:object_id>/step/", wrap(self.step_view), name="%s_%s_step" % info),
             path("<path:object_id>/task-state/", wrap(self.task_state_view),
                  name="%s_%s_task_state" % info),
+            *report_urls(self),
         ] + super().get_urls()
 
     def start_view(self, request):
@@ -237,15 +199,12 @@ class InstanceAdmin(InstanceMoveMixin, admin.ModelAdmin):
         response = super().changelist_view(request, extra_context)
         context = getattr(response, "context_data", None) or {}
         if "cl" in context:
-            context["flowr_row_forms"] = [
-                (obj.pk, reverse("admin:flowr_instance_step", args=[obj.pk],
-                                 current_app=self.admin_site.name), obj.state_key)
-                for obj in context["cl"].result_list if getattr(obj, "_flowr_steps", None)]
+            context["flowr_row_forms"] = row_forms(self, context["cl"].result_list)
         return response
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         if request.method == "POST":
-            return HttpResponseNotAllowed(["GET"])  # stepping and task state have own views
+            return HttpResponseNotAllowed(["GET"])  # every change has its own view
         extra_context = {**(extra_context or {}), "show_save": False,
                          "show_save_and_continue": False, "show_save_and_add_another": False}
         return super().change_view(request, object_id, form_url, extra_context)
@@ -258,23 +217,26 @@ class InstanceAdmin(InstanceMoveMixin, admin.ModelAdmin):
 
     def instance_context(self, request, obj):
         """Template context of the instance page: steps, history, task state, diagram."""
-        visited = visited_keys(obj)
+        status = engine.effective_status(obj)
         context = {
-            "title": f"Instance {views.short_id(obj)} of {obj.machine}",
-            "flowr_status": engine.effective_status(obj),
+            "title": f"Instance {obj.label} of {obj.machine}",
+            "flowr_status": status,
             "flowr_steps": self._page_steps(request, obj),
             "flowr_can_step": self.has_step_permission(request, obj),
             "flowr_history": history_rows(obj),
-            "flowr_history_truncated": obj.step_count + 1 > HISTORY_LIMIT,
+            "flowr_history_truncated": obj.last_seq + 1 > HISTORY_LIMIT,
             "flowr_history_limit": HISTORY_LIMIT,
-            "flowr_diagram": version_svg(obj.version, current=obj.state_key, visited=visited),
+            "flowr_diagram": version_svg(obj.version, current=obj.state_key,
+                                         visited=visited_keys(obj)),
             "flowr_step_url": reverse("admin:flowr_instance_step", args=[obj.pk],
                                       current_app=self.admin_site.name),
             "flowr_task_state_url": reverse("admin:flowr_instance_task_state", args=[obj.pk],
                                             current_app=self.admin_site.name),
-            "flowr_can_edit_task_state": self.has_change_permission(request, obj),
+            "flowr_can_edit_task_state": (self.has_change_permission(request, obj)
+                                          and status in (Instance.ACTIVE, Instance.SUSPENDED)),
+            "flowr_panels": [],
         }
-        context.update(self._task_state_context(request, obj))
+        context.update(self._task_state_context(request, obj, status))
         return context
 
     def _page_steps(self, request, obj):
@@ -295,7 +257,9 @@ class InstanceAdmin(InstanceMoveMixin, admin.ModelAdmin):
             })
         return steps
 
-    def _task_state_context(self, request, obj):
+    def _task_state_context(self, request, obj, status):
+        if status == Instance.EXPIRED:
+            return {"flowr_task_state_expired": True}
         try:
             state = engine.task_state_of(obj)
         except FlowrError as exc:
@@ -305,3 +269,10 @@ class InstanceAdmin(InstanceMoveMixin, admin.ModelAdmin):
         draft = views.pop_task_state_draft(request, obj)
         return {"flowr_task_state": text, "flowr_task_state_form": views.TaskStateForm(
             initial={"task_state": text if draft is None else draft})}
+
+
+@admin.register(Instance)
+class InstanceAdmin(InstanceMoveMixin, InstanceAdminBase):
+    """The instance admin: the base plus one mixin per feature module."""
+
+    actions = [*InstanceAdminBase.actions, "move_to_version"]

@@ -20,14 +20,42 @@ class StateNotSerialisable(FlowrError, TypeError):
     """The state is not a JSON-serialisable dict."""
 
 
+MAX_DEPTH = 64  # nesting levels a task state may have
+
+
 def dumps(state):
-    """Serialise a task state as JSON; refuses anything JSON cannot hold."""
+    """Serialise a task state as JSON; refuses anything JSON (or a database) cannot hold."""
     if not isinstance(state, dict):
         raise StateNotSerialisable(f"Task state must be a dict, not {type(state).__name__}.")
+    _check_values(state)
     try:
         return json.dumps(state, allow_nan=False, separators=(",", ":"))
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, RecursionError) as exc:
         raise StateNotSerialisable(f"Task state is not JSON-serialisable: {exc}") from exc
+
+
+def _check_values(state):
+    """Refuse deep nesting, NUL and lone surrogates (PostgreSQL's jsonb cannot store them)."""
+    todo = [(state, 1)]
+    while todo:
+        item, depth = todo.pop()
+        if depth > MAX_DEPTH:
+            raise StateNotSerialisable(f"Task state nests values more than {MAX_DEPTH} "
+                                       f"levels deep.")
+        if isinstance(item, dict):
+            todo.extend((key, depth) for key in item)
+            todo.extend((value, depth + 1) for value in item.values())
+        elif isinstance(item, (list, tuple)):
+            todo.extend((value, depth + 1) for value in item)
+        elif isinstance(item, str):
+            if "\x00" in item:
+                raise StateNotSerialisable("Task state text contains a NUL character "
+                                           "(\\u0000), which cannot be stored; remove it.")
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                raise StateNotSerialisable("Task state text contains an invalid character "
+                                           "(a lone surrogate such as \\ud800); remove it.")
 
 
 class BaseStateStore:
@@ -45,8 +73,8 @@ class BaseStateStore:
         raise NotImplementedError
 
     def delete_state(self, task_id):
-        """Forget the state of `task_id` (no error if absent)."""
-        raise NotImplementedError
+        """Forget the state of `task_id` (no error if absent). Optional: without it,
+        superseded task states are left to expire (the store's own idle timeout)."""
 
     def touch_state(self, task_id):
         """Restart the idle timeout of `task_id` without changing it (no error if absent)."""
@@ -54,6 +82,17 @@ class BaseStateStore:
             self.get_state(task_id)  # reading counts as interaction in every store
         except StateNotFound:
             pass
+
+    def retire(self, keep=(), delete=()):
+        """After a COMMIT: restart the idle timeout of `keep`, forget `delete`.
+
+        Called outside the step's transaction (non-transactional stores) or inside it
+        (transactional ones). A store may do both in one round trip.
+        """
+        for task_id in keep:
+            self.touch_state(task_id)
+        for task_id in delete:
+            self.delete_state(task_id)
 
     def health(self):
         """Raise StoreUnavailable if the store cannot serve requests."""

@@ -21,11 +21,11 @@ def _update_returning(connection):
 
 
 def _instance_pk(task_id):
-    """The Instance primary key a task id names, or None (any task id may be stored)."""
+    """The Instance primary key a task id ("<pk>" or "<pk>:<version>") names, or None."""
     import uuid
 
     try:
-        return uuid.UUID(str(task_id))
+        return uuid.UUID(str(task_id).partition(":")[0])
     except ValueError:
         return None
 
@@ -94,14 +94,18 @@ class StateStore(BaseStateStore):
         return sql, params
 
     def _live(self, rows, cutoff):
+        """`rows` narrowed to those touched since `cutoff` or whose instance was active."""
         from django.db.models import Q
 
         from ..models import Instance
 
-        active = [str(pk) for pk in Instance.objects.filter(
-            pk__in=[p for p in map(_instance_pk, rows.values_list("task_id", flat=True)) if p],
-            last_activity__gte=cutoff).values_list("pk", flat=True)]
-        return rows.filter(Q(updated_at__gte=cutoff) | Q(task_id__in=active))
+        pks = {task_id: _instance_pk(task_id) for task_id in rows.values_list("task_id",
+                                                                              flat=True)}
+        active = set(Instance.objects.filter(
+            pk__in={pk for pk in pks.values() if pk}, last_activity__gte=cutoff)
+            .values_list("pk", flat=True))
+        live = [task_id for task_id, pk in pks.items() if pk in active]
+        return rows.filter(Q(updated_at__gte=cutoff) | Q(task_id__in=live))
 
     def _get_then_read(self, model, task_id):
         rows = model.objects.filter(task_id=task_id)

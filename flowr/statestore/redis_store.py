@@ -4,12 +4,11 @@ Every operation is one round trip: SET ... EX on put, GETEX ... EX on get (readi
 refreshes the idle timeout), EXPIRE when a step leaves the state unchanged, DEL on
 delete. Nothing ever scans keys: expired state is removed by Redis itself.
 
-Ordering with the database: Redis is not transactional, so the engine writes task
-state as the last thing inside a step's transaction, just before COMMIT. A hook or
-guard that fails raises before that write, so Redis is never touched; if COMMIT
-itself fails, the engine puts the previous value back (flowr.taskstate.flush).
-A step run inside an outer transaction.atomic() block that later rolls back cannot
-be undone in Redis; call steps outside such blocks.
+Ordering with the database: Redis is not transactional, so every write goes to a new
+task id ("<instance>:<version>") before COMMIT, and the instance row's task_state_version,
+committed with the step, decides which id is current (flowr.taskstate). A write whose
+COMMIT never happens (a failed hook after it, a lost reply, a killed process, an outer
+transaction rolled back) is never read, and expires by its TTL.
 """
 import json
 import threading
@@ -127,6 +126,21 @@ class StateStore(BaseStateStore):
         if timeout:
             with self._redis() as r:
                 r.expire(KEY_PREFIX + task_id, timeout)
+
+    def retire(self, keep=(), delete=()):
+        """EXPIRE the kept versions and DEL the superseded ones: one pipelined round trip."""
+        timeout = config.task_idle_timeout()
+        keep = [KEY_PREFIX + task_id for task_id in keep] if timeout else []
+        delete = [KEY_PREFIX + task_id for task_id in delete]
+        if not keep and not delete:
+            return
+        with self._redis() as r:
+            pipe = r.pipeline(transaction=False)
+            for key in keep:
+                pipe.expire(key, timeout)
+            if delete:
+                pipe.delete(*delete)
+            pipe.execute()
 
     def health(self):
         with self._redis() as r:

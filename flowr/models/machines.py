@@ -1,12 +1,12 @@
-"""Flowr's data: rule-set mirrors, machines, states, transitions, versions, instances."""
+"""Machines as staff build them: rule-set mirrors, machines, states, transitions, versions."""
 import uuid
 
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
-from . import rules as _rules
-from .exceptions import RuleNotRegistered
+from .. import rules as _rules
+from ..exceptions import RuleNotRegistered
 
 
 def _short_key():
@@ -68,14 +68,14 @@ class Machine(models.Model):
 
     # Thin public API; the work is done in builder and engine.
     def publish(self, user=None):
-        from .engine import publish
+        from ..engine import publish
 
         return publish(self, user=user)
 
-    def start(self, user=None, version=None):
-        from .engine import start
+    def start(self, user=None, version=None, **kwargs):
+        from ..engine import start
 
-        return start(self, user=user, version=version)
+        return start(self, user=user, version=version, **kwargs)
 
 
 class State(models.Model):
@@ -86,6 +86,10 @@ class State(models.Model):
     name = models.CharField(max_length=200)
     rule_key = models.CharField(max_length=200)
     settings = models.JSONField(default=dict, blank=True)
+    options = models.JSONField(
+        default=dict, blank=True,
+        help_text="Options every state has whatever its rule (flowr.options): candidate "
+                  "groups, assign-on-entry, timing.")
     is_root = models.BooleanField(default=False)
 
     class Meta:
@@ -155,7 +159,7 @@ class MachineVersion(models.Model):
     def save(self, *args, **kwargs):
         """Versions are written once: instances rely on their definitions never changing."""
         if not self._state.adding:
-            from .exceptions import FlowrError
+            from ..exceptions import FlowrError
 
             raise FlowrError(f"Version {self} is immutable; publish a new version instead.")
         super().save(*args, **kwargs)
@@ -163,104 +167,6 @@ class MachineVersion(models.Model):
     @property
     def graph(self):
         """The compiled, cached definition (flowr.engine.CompiledVersion)."""
-        from .engine import compiled
+        from ..engine import compiled
 
         return compiled(self)
-
-
-class Instance(models.Model):
-    """A running machine: its version, current state and status."""
-
-    ACTIVE, FINISHED, EXPIRED = "active", "finished", "expired"
-    STATUS_CHOICES = [(ACTIVE, "Active"), (FINISHED, "Finished"), (EXPIRED, "Expired")]
-
-    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    machine = models.ForeignKey(Machine, on_delete=models.PROTECT, related_name="instances")
-    version = models.ForeignKey(MachineVersion, on_delete=models.PROTECT, related_name="instances")
-    state_key = models.CharField(max_length=64, help_text="Key of the current state.")
-    state_name = models.CharField(max_length=200, help_text="Name of the current state.")
-    status = models.CharField(max_length=10, choices=STATUS_CHOICES, default=ACTIVE)
-    started_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
-    started_at = models.DateTimeField(default=timezone.now)
-    last_activity = models.DateTimeField(default=timezone.now)
-    step_count = models.PositiveIntegerField(default=0)
-
-    class Meta:
-        ordering = ["-last_activity"]
-        permissions = [("step_instance", "Can step instances")]
-        indexes = [
-            models.Index(fields=["status", "-last_activity"], name="flowr_inst_status_idx"),
-            models.Index(fields=["version", "state_key"], name="flowr_inst_state_idx"),
-        ]
-
-    def __str__(self):
-        return f"{self.machine} #{str(self.id)[:8]}"
-
-    @property
-    def effective_status(self):
-        """Status, reporting idle active instances as expired (FLOWS_TASK_IDLE_TIMEOUT)."""
-        from .engine import effective_status
-
-        return effective_status(self)
-
-    @property
-    def task_state(self):
-        """The instance's JSON task state (a dict), loaded lazily from the state store."""
-        from .engine import task_state_of
-
-        return task_state_of(self)
-
-    def allowed_steps(self, user=None):
-        from .engine import allowed_steps
-
-        return allowed_steps(self, user=user)
-
-    def step(self, to=None, user=None, note="", data=None, expected_state=None):
-        from .engine import step
-
-        return step(self, to=to, user=user, note=note, data=data, expected_state=expected_state)
-
-
-class HistoryEntry(models.Model):
-    """One recorded move of an instance: start, step or version move."""
-
-    START, STEP, MOVE = "start", "step", "move"
-    KIND_CHOICES = [(START, "Start"), (STEP, "Step"), (MOVE, "Version move")]
-
-    instance = models.ForeignKey(Instance, on_delete=models.CASCADE, related_name="history")
-    seq = models.PositiveIntegerField()
-    kind = models.CharField(max_length=8, choices=KIND_CHOICES, default=STEP)
-    from_key = models.CharField(max_length=64, blank=True)
-    from_name = models.CharField(max_length=200, blank=True)
-    to_key = models.CharField(max_length=64)
-    to_name = models.CharField(max_length=200)
-    version = models.ForeignKey(MachineVersion, on_delete=models.PROTECT, related_name="+")
-    user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
-    at = models.DateTimeField(default=timezone.now)
-    note = models.TextField(blank=True)
-    data = models.JSONField(default=dict, blank=True)
-
-    class Meta:
-        verbose_name_plural = "history entries"
-        ordering = ["instance", "-seq"]
-        constraints = [
-            models.UniqueConstraint(fields=["instance", "seq"], name="flowr_history_unique_seq"),
-        ]
-
-    def __str__(self):
-        return f"{self.from_name or '∅'} → {self.to_name}"
-
-
-class TaskStateRecord(models.Model):
-    """Row of the Django task-state store (flowr.statestore.django_store)."""
-
-    task_id = models.CharField(max_length=255, primary_key=True)
-    state = models.JSONField(default=dict)
-    updated_at = models.DateTimeField(db_index=True)
-
-    class Meta:
-        verbose_name = "task state"
