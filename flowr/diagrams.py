@@ -4,9 +4,10 @@ flowr.layout places the boxes and arrows (grandalf, cached per graph shape); thi
 measures and labels the boxes, marks them and writes the SVG.
 
     render_graph(nodes, edges, current=None, visited=(), counts=None, count_url=None,
-                 interactive=False) -> SafeString (a scrollable <div> holding an <svg>)
+                 interactive=False, hints=None) -> SafeString (a scrollable <div> + <svg>)
         nodes: list of (key, label, sublabel); edges: list of (parent_key, child_key)
         counts: {key: active instances}, drawn as a badge linking to count_url(key)
+        hints: {key: text} added to a box's tooltip (e.g. its options in words)
     svg_document(nodes, edges, current=None, visited=()) -> str (a standalone .svg file)
     machine_nodes(machine_graph), version_nodes(version), rule_set_nodes(rule_set)
         -> (nodes, edges) of a draft machine, a published version, a rule set
@@ -117,6 +118,8 @@ def _node(key, label, sub, centre, width, marks):
     cx, cy = centre
     x, y = cx - width / 2, cy - NODE_H / 2
     hint = f"{label} ({sub})" if sub else label
+    if key in marks.hints:
+        hint += f" · {marks.hints[key]}"
     extra = (f' tabindex="0" role="button" aria-label="{escape(label)}: show actions"'
              if marks.interactive else "")
     out = (f'<g class="{css}" data-key="{escape(key)}"{extra}><title>{escape(hint)}</title>'
@@ -148,12 +151,13 @@ class _Marks:
     """What is drawn on top of the layout: current/visited states, counts, interactivity."""
 
     def __init__(self, current=None, visited=(), counts=None, count_url=None,
-                 interactive=False):
+                 interactive=False, hints=None):
         self.current = None if current is None else str(current)
         self.visited = frozenset(str(v) for v in visited or ())
         self.counts = {str(k): v for k, v in (counts or {}).items() if v}
         self.peak = max(self.counts.values(), default=0)
         self.count_url, self.interactive = count_url, interactive
+        self.hints = {str(k): v for k, v in (hints or {}).items() if v}
 
 
 def _svg(nodes, edges, marks, attrs=""):
@@ -184,10 +188,10 @@ def _clean(nodes, edges):
 
 
 def render_graph(nodes, edges, current=None, visited=(), counts=None, count_url=None,
-                 interactive=False):
+                 interactive=False, hints=None):
     """An inline, scrollable <svg> of a directed graph; the first node is drawn as the root."""
     nodes, edges = _clean(nodes, edges)
-    marks = _Marks(current, visited, counts, count_url, interactive)
+    marks = _Marks(current, visited, counts, count_url, interactive, hints)
     attrs = ' data-interactive="1"' if interactive else ""
     return mark_safe(f'<div class="flowr-diagram-scroll" style="{_SCROLL}">'
                      f"{_svg(nodes, edges, marks, attrs)}</div>")

@@ -19,6 +19,7 @@ import math
 from collections import OrderedDict, defaultdict
 
 from django.conf import settings
+from django.core.cache import caches
 
 from . import graph as _graph
 
@@ -282,8 +283,6 @@ def cached_layout(order, widths, edges):
     state or changing its settings reuses the layout; any worker that computes one
     stores it for the others (settings.FLOWR_LAYOUT_CACHE, a cache alias).
     """
-    from django.core.cache import caches
-
     key = "flowr-layout:" + _checksum(order, widths, list(edges))
     found = _LOCAL.get(key)
     if found is not None:

@@ -244,7 +244,7 @@ def test_edit_renames_and_saves_settings(staff_client, admin_user, demo_machines
     assert (approved.name, approved.settings) == ("Manager approved", {"max_amount": 250})
     revision = Revision.objects.order_by("-pk").first()
     assert revision.comment == ("Renamed state Approved to Manager approved and saved its "
-                                "settings")
+                                "settings and options")
     assert revision.user == admin_user
 
 

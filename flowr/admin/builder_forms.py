@@ -16,6 +16,7 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 
 from .. import builder
+from .. import options as _options
 from ..exceptions import RuleNotRegistered, SettingsInvalid
 from ..rules import is_registered
 
@@ -47,6 +48,19 @@ def settings_form_for(rule_set, rule_key, data=None, initial=None, auto_id="id_%
     return rule.settings_form(data=data, prefix="settings", initial=initial, auto_id=auto_id)
 
 
+def options_form_for(state, children, data=None, choices=None, auto_id="id_%s"):
+    """The common state options (flowr.options) of a state (prefix "options")."""
+    return _options.StateOptionsForm(
+        data, prefix="options", children=children, choices=choices, auto_id=auto_id,
+        initial=_options.initial(state.options) if state is not None else None)
+
+
+def posted_options(post):
+    """The posted options as the raw dict builder.add_child/update_state validate."""
+    return {key: (post.getlist(f"options-{key}") if key == "groups"
+                  else post.get(f"options-{key}", "")) for key in _options.KEYS}
+
+
 def posted_settings(form):
     """The raw posted settings of a settings form, for builder.clean_settings to validate."""
     if form is None:
@@ -62,6 +76,7 @@ class FormBox:
     title: str
     action: str
     forms: list
+    options: object = None  # the StateOptionsForm, shown in its own fieldset
     rule_key: str = ""
     submit: str = "Save"
     note: str = ""
@@ -71,27 +86,34 @@ def _action_url(machine, state, name):
     return reverse(f"admin:flowr_machine_state_{name}", args=[machine.pk, state.pk])
 
 
-def edit_box(machine, rule_set, state, data=None):
-    """The edit form of a state: its name and its rule's settings."""
+def edit_box(machine, rule_set, graph, state, data=None, choices=None):
+    """The edit form of a state: its name, its rule's settings and its common options."""
     auto_id = f"id_edit{state.pk}_%s"
     name_form = StateNameForm(data, initial={"name": state.name}, auto_id=auto_id)
     settings = settings_form_for(rule_set, state.rule_key, data, state.settings or None,
                                  auto_id)
-    note = "" if settings else "This rule takes no settings."
+    options = options_form_for(state, graph.child_choices(state), data, choices, auto_id)
+    note = "" if settings else "This rule takes no settings of its own."
     return FormBox("edit", f"Edit “{state.name}”", _action_url(machine, state, "edit"),
-                   [f for f in (name_form, settings) if f], submit="Save state", note=note)
+                   [f for f in (name_form, settings) if f], options=options,
+                   submit="Save state", note=note)
 
 
-def add_box(machine, rule_set, graph, parent, rule_key, data=None):
-    """The form adding a child of `rule_key` under `parent`, settings at their initial values."""
+def add_box(machine, rule_set, graph, parent, rule_key, data=None, choices=None):
+    """The form adding a child of `rule_key` under `parent`: its name, its rule's settings
+    at their initial values and its common options (no timeout yet: it has no children)."""
     rule = rule_set.get(rule_key)
     auto_id = f"id_add{parent.pk}_{rule_key.rpartition('.')[2]}_%s"
     suggested = builder._unique_name(graph, rule.get_display_name())
     name_form = StateNameForm(data, initial={"name": suggested}, auto_id=auto_id)
     settings = settings_form_for(rule_set, rule_key, data, None, auto_id)
+    options = options_form_for(None, (), data, choices, auto_id)
+    del options.fields["timeout_to"]  # a new state has no next states to time out to yet
+    options.fields["due_after"].help_text += (" To step on automatically when due, add its "
+                                              "next states, then edit it.")
     return FormBox("add", f"Add a “{rule.get_display_name()}” state under “{parent.name}”",
                    _action_url(machine, parent, "add"), [f for f in (name_form, settings) if f],
-                   rule_key=rule_key, submit=f"Add {rule.get_display_name()}")
+                   options=options, rule_key=rule_key, submit=f"Add {rule.get_display_name()}")
 
 
 def connect_box(machine, graph, parent, rule_key="", data=None):
@@ -111,13 +133,15 @@ def boxes_for(machine, graph, state, do=None, rule_key="", data=None):
     """The form boxes the state page shows for `do` (all of them when None)."""
     rule_set = graph.rule_set
     addable = graph.addable_rules(state)
+    choices = _options.Choices.load() if do in (None, "edit", "add") else None
     boxes = []
     if do in (None, "edit"):
-        boxes.append(edit_box(machine, rule_set, state, data if do == "edit" else None))
+        boxes.append(edit_box(machine, rule_set, graph, state, data if do == "edit" else None,
+                              choices))
     if do in (None, "add"):
         keys = [rule_key] if rule_key in addable else [] if do == "add" else addable
-        boxes += [add_box(machine, rule_set, graph, state, k, data if do == "add" else None)
-                  for k in keys]
+        boxes += [add_box(machine, rule_set, graph, state, k, data if do == "add" else None,
+                          choices) for k in keys]
     if do in (None, "connect"):
         boxes.append(connect_box(machine, graph, state, rule_key if do == "connect" else ""))
     return boxes
@@ -131,8 +155,9 @@ def render_state_page(model_admin, request, machine, state, do=None, rule_key=""
     state = graph.by_key.get(state.key, state)
     boxes = boxes_for(machine, graph, state, do, rule_key, data)
     for box in boxes if data is not None else ():
-        for form in box.forms:
-            form.is_valid()  # show the field errors of what was posted
+        for form in [*box.forms, box.options]:
+            if form is not None:
+                form.is_valid()  # show the field errors of what was posted
     if error is not None and not isinstance(error, SettingsInvalid) and boxes:
         boxes[0].forms[0].add_error(None, str(error))
     if do == "add" and not boxes:

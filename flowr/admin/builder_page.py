@@ -6,6 +6,7 @@ layout is shared through the cache (flowr.layout), and the forms that need a lis
 states or a rule's settings are rendered on demand (builder_forms.py), never per state.
 """
 from collections import defaultdict
+from urllib.parse import quote
 from dataclasses import dataclass, field
 
 from django.db.models import Count
@@ -14,9 +15,11 @@ from django.urls import NoReverseMatch, reverse
 from .. import builder, engine
 from .. import diagrams as _diagrams
 from .. import graph as _graph
+from .. import options as _options
 from ..exceptions import RuleNotRegistered
 from ..models import Instance
 from ..rules import is_registered
+from .instance_filters import diagram_link
 from . import builder_rows
 
 
@@ -100,18 +103,25 @@ def _adds(state, kids, rules, by_rule):
             for k in allowed if k not in used], ""
 
 
-def _removal_refusal(strands, state, names):
+def _removal_refusal(strands, state, names, timed_from):
     """Why Remove is disabled, short: the page has one per state."""
     few, count = strands.removal(state.key)
+    source = timed_from.get(state.key)
+    if not count and source not in (None, state.key):
+        return (f"'{names[source]}' steps to it when due; change the timing of "
+                f"'{names[source]}' first.")
     if not count:
         return ""
     return (f"it would leave {_graph.name_few(few, count, names)} unreachable from the "
             f"root; Prune… removes {'it' if count == 1 else 'them'} too.")
 
 
-def _disconnect_refusal(strands, parent, child, names):
+def _disconnect_refusal(strands, parent, child, names, timeouts):
     """Why a transition cannot be removed, short."""
     few, count = strands.disconnect(parent.key, child.key)
+    if not count and (parent.key, child.key) in timeouts:
+        return (f"'{parent.name}' steps to '{child.name}' when due; change the timing of "
+                f"'{parent.name}' first.")
     if not count:
         return ""
     return (f"Removing {parent.name} → {child.name} would leave "
@@ -129,18 +139,21 @@ def state_rows(graph, rule_set, editable, counts=None, count_url=None):
     root = graph.root
     strands = _graph.StrandIndex(graph.rule_map, graph.edges, root.key if root else None)
     counts = counts or {}
+    timeouts = {(k, o["timeout_to"]) for k, o in graph.options.items() if o.get("timeout_to")}
+    timed_from = {target: key for key, target in timeouts}
     rows = []
     for state in graph.states:
         rule_name = rules.name(state.rule_key)
         row = StateRow(state, "" if rule_name == state.name else rule_name)
-        row.children = [(child, _disconnect_refusal(strands, state, child, names))
-                         for child in kids[state.key]]
+        row.summary = _options.describe(state.options, names)
+        row.children = [(child, _disconnect_refusal(strands, state, child, names, timeouts))
+                        for child in kids[state.key]]
         row.count = counts.get(state.key, 0)
         row.count_url = count_url(state.key) if row.count and count_url else ""
         if editable:
             row.adds, row.blocked = _adds(state, kids[state.key], rules, by_rule)
             if not state.is_root:
-                row.removal_error = _removal_refusal(strands, state, names)
+                row.removal_error = _removal_refusal(strands, state, names, timed_from)
         rows.append(row)
     rows.sort(key=lambda r: not r.state.is_root)
     return rows
@@ -157,13 +170,10 @@ def active_counts(machine, version=None):
 def instances_url(machine, version=None):
     """A function: state key -> the instance list filtered to its active instances."""
     base = reverse("admin:flowr_instance_changelist")
-    extra = f"&version={version.pk}" if version is not None else ""
+    version_id = version.pk if version is not None else None
 
     def url(key):
-        from urllib.parse import quote
-
-        return (f"{base}?machine__id__exact={machine.pk}&state={quote(key)}&status=active"
-                f"{extra}")
+        return base + diagram_link(machine.pk, quote(key), version_id)
     return url
 
 
@@ -202,6 +212,12 @@ def download_links(url_name, *args):
     return links(url_name, *args)
 
 
+def _hints(graph):
+    """{state key: its options in words}, added to the diagram's tooltips."""
+    names = graph.names
+    return {s.key: _options.describe(s.options, names) for s in graph.states if s.options}
+
+
 def _start_refusal(registered, machine, latest):
     return ("Its rule set is not registered." if not registered else
             "The machine is archived." if machine.archived else
@@ -230,7 +246,7 @@ def builder_context(model_admin, request, machine):
             editable),
         "errors": graph.errors() if registered else [],
         "diagram": _diagrams.machine_svg(graph, counts=counts, count_url=count_url,
-                                         interactive=True),
+                                         interactive=True, hints=_hints(graph)),
         "active_total": sum(counts.values()),
         "export_url": _export_url(machine),
         "downloads": download_links("admin:flowr_machine_diagram", machine.pk),

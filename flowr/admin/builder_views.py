@@ -100,11 +100,13 @@ def add_child(model_admin, request, machine, parent):
             reverse("admin:flowr_machine_state_page", args=[machine.pk, parent.pk])
             + "?" + urlencode({"do": "add", "rule": rule_key}))
     settings_form = builder_forms.settings_form_for(rule_set, rule_key, request.POST)
-    name = request.POST.get("name") if request.POST.get("form") else None
+    with_form = bool(request.POST.get("form"))
+    name = request.POST.get("name") if with_form else None
+    options = builder_forms.posted_options(request.POST) if with_form else None
     try:
         with builder.revision(user=request.user, comment=f"Added a {rule_key} state under "
                                                          f"{parent.name}"):
-            child = builder.add_child(parent, rule_key, name=name,
+            child = builder.add_child(parent, rule_key, name=name, options=options,
                                       settings=builder_forms.posted_settings(settings_form))
             reversion.set_comment(f"Added state {child.name} under {parent.name}")
     except GraphError as exc:
@@ -164,8 +166,11 @@ def edit(model_admin, request, machine, state):
     old_name = state.name
     try:
         with builder.revision(user=request.user, comment=f"Edited state {state.name}"):
-            state = builder.update_state(state, name=request.POST.get("name", ""),
-                                         settings=builder_forms.posted_settings(settings_form))
+            state = builder.update_state(
+                state, name=request.POST.get("name", ""),
+                settings=builder_forms.posted_settings(settings_form),
+                options=(builder_forms.posted_options(request.POST)
+                         if request.POST.get("form") else None))
             reversion.set_comment(_edit_comment(old_name, state))
     except GraphError as exc:
         messages.error(request, str(exc))
@@ -176,13 +181,17 @@ def edit(model_admin, request, machine, state):
 
 def _edit_comment(old_name, state):
     if old_name != state.name:
-        return f"Renamed state {old_name} to {state.name} and saved its settings"
+        return f"Renamed state {old_name} to {state.name} and saved its settings and options"
     return f"Edited state {state.name}"
 
 
 @_builder_action(state=False)
 def publish(model_admin, request, machine, _state):
-    version = engine.publish(machine, user=request.user)
+    with builder.revision(user=request.user, comment=f"Published {machine.name}"):
+        version = engine.publish(machine, user=request.user)
+        if version.is_new:  # the machine's history shows the publication, with its graph
+            reversion.add_to_revision(builder.with_graph(machine.pk))
+            reversion.set_comment(f"Published version {version.number}")
     if version.is_new:
         messages.success(request, f"Published version {version.number} of '{machine}'.")
     else:

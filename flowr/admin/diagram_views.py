@@ -135,13 +135,14 @@ def urls(model_admin):
             return view(model_admin, request, *args, **kwargs)
         return model_admin.admin_site.admin_view(bound)
 
-    return [  # the instance URL first: <path:object_id> would match "instances/<uuid>"
+    # Most specific first: <path:object_id> would also match "1/versions/2" or "instances/…".
+    return [
         path("instances/<uuid:instance_id>/diagram/<str:fmt>/", wrap(instance_download),
              name="flowr_instance_diagram"),
-        path("<path:object_id>/diagram/<str:fmt>/", wrap(machine_download),
-             name="flowr_machine_diagram"),
-        path("<path:object_id>/versions/<int:number>/", wrap(version_page),
-             name="flowr_machine_version"),
         path("<path:object_id>/versions/<int:number>/diagram/<str:fmt>/",
              wrap(version_download), name="flowr_machine_version_diagram"),
+        path("<path:object_id>/versions/<int:number>/", wrap(version_page),
+             name="flowr_machine_version"),
+        path("<path:object_id>/diagram/<str:fmt>/", wrap(machine_download),
+             name="flowr_machine_diagram"),
     ]

@@ -1,13 +1,19 @@
 """The machine admin: add from a rule set, and the builder page with buttons per state."""
+import re
+
 from django import forms
 from django.contrib import admin
 
 from .. import builder
-from ..models import Machine, RuleSetRecord
+from ..models import Machine, RuleSetRecord, State
 from ..rules import get_rule_sets
 from . import builder_views, diagram_views
 from .importexport import MachineImportExportMixin
 from .versioning import MachineVersioningMixin
+
+
+# How Transition.__str__ names a transition whose states are not loaded (it never queries).
+_TRANSITION = re.compile(r"^Transition: transition (\d+) → (\d+)$")
 
 
 class MachineAddForm(forms.ModelForm):
@@ -76,6 +82,18 @@ class MachineAdmin(MachineImportExportMixin, MachineVersioningMixin):
             context["flowr"] = builder_views.builder_context(self, request, obj)
         return super().render_change_form(request, context, add=add, change=change,
                                           form_url=form_url, obj=obj)
+
+    def get_deleted_objects(self, objs, request):
+        """Django's list of what a delete removes, with each transition named "A → B"."""
+        to_delete, counts, perms, protected = super().get_deleted_objects(objs, request)
+        names = dict(State.objects.filter(machine__in=list(objs)).values_list("pk", "name"))
+
+        def readable(items):
+            return [readable(item) if isinstance(item, list) else
+                    _TRANSITION.sub(lambda m: f"Transition: {names.get(int(m[1]), m[1])} → "
+                                              f"{names.get(int(m[2]), m[2])}", item)
+                    if isinstance(item, str) else item for item in items]
+        return readable(to_delete), counts, perms, protected
 
     def get_urls(self):
         return builder_views.urls(self) + diagram_views.urls(self) + super().get_urls()
