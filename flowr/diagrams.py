@@ -46,11 +46,13 @@ STYLE = (
     ".fd-node:hover rect,.fd-node:focus rect{stroke:#2987a6;stroke-width:2.5}"
     ".fd-node.fd-selected rect{stroke:#2987a6;stroke-width:4}"
 )
+# Arrowheads sized in user units: a selected (thicker) arrow keeps its head's size.
 _DEFS = (
-    '<defs><marker id="fd-arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="8" '
-    'markerHeight="8" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" '
-    'fill="#555"/></marker><marker id="fd-arrow-back" viewBox="0 0 10 10" refX="10" '
-    'refY="5" markerWidth="8" markerHeight="8" orient="auto-start-reverse">'
+    '<defs><marker id="fd-arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="11" '
+    'markerHeight="11" markerUnits="userSpaceOnUse" orient="auto-start-reverse">'
+    '<path d="M0,0 L10,5 L0,10 z" fill="#555"/></marker><marker id="fd-arrow-back" '
+    'viewBox="0 0 10 10" refX="10" refY="5" markerWidth="11" markerHeight="11" '
+    'markerUnits="userSpaceOnUse" orient="auto-start-reverse">'
     '<path d="M0,0 L10,5 L0,10 z" fill="#c0392b"/></marker></defs>'
 )
 

@@ -229,3 +229,20 @@ def test_connect_to_one_of_several_existing_states_opens_a_list(staff_client):
     response = staff_client.post(action_url(machine, "connect", end), {"child": target.pk},
                                  follow=True)
     assert messages_of(response) == [f"Connected '{end.name}' → '{target.name}'."]
+
+
+def test_a_state_that_may_add_many_rules_offers_a_few_then_a_list(staff_client):
+    from tests.factories import hub_machine
+
+    machine = hub_machine(10, name="Hub 10")
+    hub = machine.root_state
+    html = staff_client.get(change_url(machine)).content.decode()
+    row = re.search(rf'id="flowr-state-{hub.pk}".*?</tr>', html, re.S).group()
+    assert row.count("flowr-btn flowr-btn-add") == 6
+    assert f'<a href="../builder/state/{hub.pk}/?do=add" class="flowr-btn" data-inline>' \
+           f'Add… (193 more rules)</a>' in row
+    listed = staff_client.get(state_url(machine, hub, "?do=add")).content.decode()
+    assert listed.count('name="rule" value="hub.Spoke') == 199 and "<select" not in listed
+    response = staff_client.post(action_url(machine, "add", hub), {"rule": "hub.Spoke150"},
+                                 follow=True)
+    assert messages_of(response) == ["Added state 'Spoke150' under 'Hub'."]

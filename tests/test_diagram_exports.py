@@ -100,3 +100,11 @@ def test_downloads_need_view_permission_and_change_nothing(django_user_model, ex
     client.force_login(nobody)
     assert [client.get(url).status_code for url in urls] == [200] * 4
     assert [client.post(url).status_code for url in urls] == [405] * 4
+
+
+def test_instance_page_links_its_downloads(staff_client, example_machine):
+    instance = engine.start(example_machine)
+    html = staff_client.get(reverse("admin:flowr_instance_change",
+                                    args=[instance.pk])).content.decode()
+    for fmt in ("svg", "mermaid", "dot"):
+        assert reverse("admin:flowr_instance_diagram", args=[instance.pk, fmt]) in html

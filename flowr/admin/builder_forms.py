@@ -6,7 +6,7 @@ created) and connect to an existing state. ?do=edit|add|connect (&rule=<key>) pi
 one; &fragment=1 answers only that form, which the page's script shows inline. Without
 JavaScript the same page is a plain form page; every form POSTs to the action views.
 """
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from django import forms
 from django.contrib import messages
@@ -21,6 +21,7 @@ from ..exceptions import RuleNotRegistered, SettingsInvalid
 from ..rules import is_registered
 
 ACTIONS = ("edit", "add", "connect")
+CHOICE_LIMIT = 8  # add forms on the full state page; more rules: "Add…" lists buttons
 
 
 class StateNameForm(forms.Form):
@@ -77,6 +78,7 @@ class FormBox:
     action: str
     forms: list
     options: object = None  # the StateOptionsForm, shown in its own fieldset
+    choices: list = field(default_factory=list)  # (rule key, name): one button each
     rule_key: str = ""
     submit: str = "Save"
     note: str = ""
@@ -116,6 +118,14 @@ def add_box(machine, rule_set, graph, parent, rule_key, data=None, choices=None)
                    options=options, rule_key=rule_key, submit=f"Add {rule.get_display_name()}")
 
 
+def choose_box(machine, rule_set, parent, addable):
+    """One button per rule a child of `parent` may use (for states that may add many)."""
+    names = [(key, rule_set.get(key).get_display_name()) for key in addable]
+    return FormBox("choose", f"Add a state under “{parent.name}”",
+                   _action_url(machine, parent, "add"), [], choices=names,
+                   note="" if names else "No more states can be added under this one now.")
+
+
 def connect_box(machine, graph, parent, rule_key="", data=None):
     """The form connecting `parent` to an existing state (of `rule_key` only, if given)."""
     allowed = set(graph.addable_rules(parent))
@@ -139,12 +149,22 @@ def boxes_for(machine, graph, state, do=None, rule_key="", data=None):
         boxes.append(edit_box(machine, rule_set, graph, state, data if do == "edit" else None,
                               choices))
     if do in (None, "add"):
-        keys = [rule_key] if rule_key in addable else [] if do == "add" else addable
-        boxes += [add_box(machine, rule_set, graph, state, k, data if do == "add" else None,
-                          choices) for k in keys]
+        boxes += _add_boxes(machine, rule_set, graph, state, addable, do, rule_key,
+                            data if do == "add" else None, choices)
     if do in (None, "connect"):
         boxes.append(connect_box(machine, graph, state, rule_key if do == "connect" else ""))
     return boxes
+
+
+def _add_boxes(machine, rule_set, graph, state, addable, do, rule_key, data, choices):
+    """The add form of the rule asked for; else one form per rule, or one button per rule
+    when there are many (each button then opens its form if the rule has settings)."""
+    if do == "add" and rule_key:
+        keys = [rule_key] if rule_key in addable else []
+        return [add_box(machine, rule_set, graph, state, k, data, choices) for k in keys]
+    if do == "add" or len(addable) > CHOICE_LIMIT:
+        return [choose_box(machine, rule_set, state, addable)]
+    return [add_box(machine, rule_set, graph, state, k, None, choices) for k in addable]
 
 
 def render_state_page(model_admin, request, machine, state, do=None, rule_key="", data=None,

@@ -11,6 +11,9 @@ from django.utils.html import escape
 from django.utils.safestring import mark_safe
 
 
+MANY, FIRST = 8, 6  # a state that may add more rules than MANY shows FIRST, then "Add…"
+
+
 def _button(url, label, css="flowr-btn", name="", value="", disabled=False, extra=""):
     named = f' name="{name}" value="{escape(value)}"' if name else ""
     off = " disabled" if disabled else ""
@@ -84,7 +87,10 @@ def _add_group(add, url):
 def _actions_cell(row, url):
     state = row.state
     parts = ['<td class="flowr-actions"><div class="flowr-action-line">']
-    parts += [_add_group(add, url) for add in row.adds]
+    shown = row.adds if len(row.adds) <= MANY else row.adds[:FIRST]
+    parts += [_add_group(add, url) for add in shown]
+    if len(shown) < len(row.adds):
+        parts.append(_link(url + "?do=add", f"Add… ({len(row.adds) - len(shown)} more rules)"))
     parts.append("</div>")
     if row.blocked:
         parts.append(f'<div class="flowr-reason">{escape(row.blocked)}</div>')

@@ -26,18 +26,20 @@
         if (selected) { selected.focus({preventScroll: true}); selected = null; }
     }
 
+    // The panel floats over the page (not inside the diagram's scroll box, which would
+    // clip a long form), next to the box or arrow; it follows when the diagram scrolls.
+    function holderOf(target) {
+        return target.closest(".flowr-diagram-scroll").parentElement;
+    }
+
     function place(box, target) {
-        var scroller = target.closest(".flowr-diagram-scroll");
-        var area = scroller.getBoundingClientRect(), at = target.getBoundingClientRect();
-        var left = at.right - area.left + scroller.scrollLeft + 10;
-        if (at.right + box.offsetWidth + 20 > area.right) {
-            left = Math.max(scroller.scrollLeft + 4,
-                            at.left - area.left + scroller.scrollLeft - box.offsetWidth - 10);
+        var area = holderOf(target).getBoundingClientRect(), at = target.getBoundingClientRect();
+        var left = at.right - area.left + 10;
+        if (at.right + box.offsetWidth + 20 > document.documentElement.clientWidth) {
+            left = Math.max(4, at.left - area.left - box.offsetWidth - 10);
         }
-        var top = at.top - area.top + scroller.scrollTop;
-        var room = scroller.scrollTop + scroller.clientHeight - box.offsetHeight - 4;
         box.style.left = left + "px";
-        box.style.top = Math.max(scroller.scrollTop + 4, Math.min(top, room)) + "px";
+        box.style.top = Math.max(4, at.top - area.top) + "px";
     }
 
     function open(target, title, parts, row) {
@@ -70,7 +72,7 @@
             jump.textContent = "Show in the table";
             panel.append(jump);
         }
-        target.closest(".flowr-diagram-scroll").append(panel);
+        holderOf(target).append(panel);
         place(panel, target);
         var first = panel.querySelector("button:not([disabled]):not(.flowr-panel-close), a[href]");
         (first || shut).focus({preventScroll: true});
@@ -144,6 +146,12 @@
     }
 
     document.addEventListener("click", function (event) { activate(event); inline(event); });
+    document.addEventListener("scroll", function (event) {
+        if (panel && selected && event.target.classList &&
+                event.target.classList.contains("flowr-diagram-scroll")) {
+            place(panel, selected);
+        }
+    }, true);
     document.addEventListener("keydown", function (event) {
         if (event.key === "Escape" && panel) { close(); return; }
         activate(event);
