@@ -110,7 +110,8 @@ def test_versions_listed_with_publisher_and_instance_counts(staff_client, exampl
     v2 = engine.publish(example_machine, user=admin_user)
     engine.start(example_machine)
     response = staff_client.get(change_url(example_machine))
-    rows = re.findall(r'<tr class="flowr-version"><td><a href="[^"]+">v(\d+)</a></td><td>[^<]*</td>\s*'
+    rows = re.findall(r'<tr class="flowr-version"><td><a href="[^"]+">v(\d+)</a></td>'
+                      r'<td>[^<]*</td>\s*'
                       r'<td>([^<]*)</td><td>(\d+)</td>', response.content.decode())
     assert rows == [(str(v2.number), "admin", "1"), ("1", "—", "2")]
 
@@ -478,7 +479,8 @@ def test_page_offers_exactly_the_connections_the_builder_allows(demo_machines, f
         for row in builder_page.state_rows(graph, graph.rule_set, True):
             fast = sorted(o.key for add in row.adds for o in add.existing)
             form = builder_forms.connect_box(machine, graph, row.state)
-            listed = [key for key, _ in form.forms[0].fields["child"].choices] if form.forms else []
+            listed = ([key for key, _ in form.forms[0].fields["child"].choices]
+                      if form.forms else [])
             allowed = sorted(o.key for o in graph.connectable(row.state))
             assert fast == allowed, (machine, row.state)
             assert sorted(graph.states[[s.pk for s in graph.states].index(pk)].key

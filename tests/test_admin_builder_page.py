@@ -170,3 +170,15 @@ def test_compare_tells_states_of_one_name_apart_by_key(staff_client, example_mac
                             + f"?a={versions[0]}&b={versions[1]}").content.decode()
     assert f"Added state &#x27;C&#x27; (flowr_example.C, key {new_c.key})." in html
     assert f"Removed state &#x27;C&#x27; (flowr_example.C, key {old_key})." in html
+
+
+def test_builder_actions_are_in_the_admin_log(staff_client, admin_user):
+    from django.contrib.admin.models import CHANGE, LogEntry
+
+    machine = builder.create_machine("flowr_example", "Logged")
+    staff_client.post(reverse("admin:flowr_machine_state_add",
+                              args=[machine.pk, machine.root_state.pk]),
+                      {"rule": "flowr_example.C"})
+    entry = LogEntry.objects.get()
+    assert (entry.action_flag, entry.user, entry.object_repr) == (CHANGE, admin_user, "Logged")
+    assert entry.get_change_message() == "Added state 'C' under 'A'."

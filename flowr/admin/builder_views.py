@@ -65,6 +65,17 @@ def _builder_action(needs="change", state=True):
     return decorate
 
 
+def _done(model_admin, request, machine, text):
+    """Say what happened, and record it in the admin's log (its "Recent actions")."""
+    from django.contrib.admin.models import CHANGE, LogEntry
+
+    messages.success(request, text)
+    # Not model_admin.log_change(): reversion's VersionAdmin would make this text the
+    # comment of the request's revision, replacing the builder's own.
+    LogEntry.objects.log_actions(request.user.pk, [machine], CHANGE, change_message=text,
+                                 single_object=True)
+
+
 def _permitted(model_admin, request, machine, needs):
     if needs == "start":
         return (model_admin.has_view_permission(request, machine)
@@ -115,7 +126,8 @@ def add_child(model_admin, request, machine, parent):
         messages.error(request, str(exc))
         return builder_forms.render_state_page(model_admin, request, machine, parent, "add",
                                                rule_key, request.POST, exc)
-    messages.success(request, f"Added state '{child.name}' under '{parent.name}'.")
+    _done(model_admin, request, machine,
+          f"Added state '{child.name}' under '{parent.name}'.")
 
 
 @_builder_action()
@@ -123,7 +135,7 @@ def connect(model_admin, request, machine, parent):
     child = _other_state(machine, request)
     with builder.revision(user=request.user, comment=f"Connected {parent.name} to {child.name}"):
         builder.connect(parent, child)
-    messages.success(request, f"Connected '{parent.name}' → '{child.name}'.")
+    _done(model_admin, request, machine, f"Connected '{parent.name}' → '{child.name}'.")
 
 
 @_builder_action()
@@ -132,14 +144,15 @@ def disconnect(model_admin, request, machine, parent):
     with builder.revision(user=request.user,
                           comment=f"Removed transition {parent.name} → {child.name}"):
         builder.disconnect(parent, child)
-    messages.success(request, f"Removed the transition '{parent.name}' → '{child.name}'.")
+    _done(model_admin, request, machine,
+          f"Removed the transition '{parent.name}' → '{child.name}'.")
 
 
 @_builder_action()
 def remove(model_admin, request, machine, state):
     with builder.revision(user=request.user, comment=f"Removed state {state.name}"):
         builder.remove_state(state)
-    messages.success(request, f"Removed state '{state.name}'.")
+    _done(model_admin, request, machine, f"Removed state '{state.name}'.")
 
 
 @_builder_action()
@@ -156,7 +169,8 @@ def prune(model_admin, request, machine, state):
     with builder.revision(user=request.user, comment=f"Pruned state {state.name}"):
         removed = builder.prune_state(state)
         reversion.set_comment(f"Pruned state {state.name} (removed {', '.join(removed)})")
-    messages.success(request, f"Pruned '{state.name}': removed {', '.join(removed)}.")
+    _done(model_admin, request, machine,
+          f"Pruned '{state.name}': removed {', '.join(removed)}.")
 
 
 @_builder_action()
@@ -176,7 +190,7 @@ def edit(model_admin, request, machine, state):
         messages.error(request, str(exc))
         return builder_forms.render_state_page(model_admin, request, machine, state, "edit",
                                                data=request.POST, error=exc)
-    messages.success(request, f"Saved state '{state.name}'.")
+    _done(model_admin, request, machine, f"Saved state '{state.name}'.")
 
 
 def _edit_comment(old_name, state):
@@ -193,7 +207,8 @@ def publish(model_admin, request, machine, _state):
             reversion.add_to_revision(builder.with_graph(machine.pk))
             reversion.set_comment(f"Published version {version.number}")
     if version.is_new:
-        messages.success(request, f"Published version {version.number} of '{machine}'.")
+        _done(model_admin, request, machine,
+              f"Published version {version.number} of '{machine}'.")
     else:
         messages.info(request, f"Nothing changed since version {version.number}; no new "
                       f"version was created.")
