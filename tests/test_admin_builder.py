@@ -3,15 +3,12 @@ import re
 
 import pytest
 from django.contrib.auth.models import Permission
-from django.db import connection
-from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from reversion.models import Revision
 
 from flowr import builder, engine
 from flowr.models import Instance, Machine, RuleSetRecord, Transition
 from flowr.rules import Rule, RuleSet, register, unregister
-from flowr.sync import sync_rule_sets
 
 pytestmark = pytest.mark.django_db
 
@@ -378,94 +375,6 @@ def test_machine_of_unregistered_rule_set_warns_without_buttons(staff_client, ex
                                  {"rule": "flowr_example.A"}, follow=True)
     assert "no longer registered" in messages_of(response)[0]
     assert example_machine.states.count() == 4
-
-
-# -- query counts -------------------------------------------------------------------------
-
-class Hub(Rule):
-    """May branch into many spokes."""
-    multiple_paths = True
-
-
-class Link(Rule):
-    """One link of a chain."""
-    children = ["Link"]
-
-
-def _big_rule_set():
-    spokes = [type(f"S{i}", (Rule,), {"__doc__": "A spoke.", "children": ["Link"]})
-              for i in range(200)]
-    Hub.children = [s.__name__ for s in spokes]
-    register(RuleSet("big", "Big", root=Hub, rules=[Hub, Link, *spokes]))
-    sync_rule_sets()
-
-
-def _build_big(n):
-    machine = builder.create_machine("big", f"Big {n}")
-    hub = machine.root_state
-    half = n // 2
-    for i in range(half - 1):
-        builder.add_child(hub, f"big.S{i}")
-    link = None
-    for _ in range(n - half):
-        parent = link or machine.states.exclude(pk=hub.pk).first()
-        link = builder.add_child(parent, "big.Link")
-    return machine
-
-
-def _count_queries(client, machine):
-    with CaptureQueriesContext(connection) as ctx:
-        response = client.get(change_url(machine))
-    assert response.status_code == 200
-    return len(ctx.captured_queries)
-
-
-def test_machine_page_query_count_does_not_grow_with_states(staff_client):
-    _big_rule_set()
-    small, big = _build_big(10), _build_big(200)
-    assert small.states.count() == 10 and big.states.count() == 200
-    engine.publish(big)
-    engine.start(big)
-    engine.publish(small)
-    assert _count_queries(staff_client, small) == _count_queries(staff_client, big)
-
-
-# -- rule sets (read-only) ----------------------------------------------------------------
-
-def test_rule_set_page_lists_rules_flags_and_diagram(staff_client):
-    record = RuleSetRecord.objects.get(key="orders")
-    response = staff_client.get(reverse("admin:flowr_rulesetrecord_change", args=[record.pk]))
-    html = response.content.decode()
-    assert response.status_code == 200
-    assert "<svg" in html
-    row = re.search(r'<tr class="flowr-rule-row" id="rule-orders.Submitted"[^>]*>(.*?)</tr>',
-                    html, re.S).group(1)
-    assert "An order waiting for review." in row
-    assert "Approved, Rejected, Needs rework" in row
-    assert "multiple paths" in row and "at most 3 children" in row
-    approved = re.search(r'id="rule-orders.Approved"[^>]*>(.*?)</tr>', html, re.S).group(1)
-    assert "Settings: max_amount" in approved and "needs flowr_demo.approve_order" in approved
-    assert "<strong>Max amount</strong> <code>max_amount</code> · integer, required, initially " \
-           "1000" in approved
-    assert 'name="_save"' not in html  # read-only
-
-
-def test_rule_set_page_of_unregistered_rule_set_warns(staff_client):
-    record = RuleSetRecord.objects.create(key="gone", name="Gone", root_rule_key="gone.X",
-                                          is_registered=False)
-    response = staff_client.get(reverse("admin:flowr_rulesetrecord_change", args=[record.pk]))
-    assert response.status_code == 200
-    assert "Rule set &#x27;gone&#x27; is not registered" in response.content.decode()
-
-
-def test_rule_sets_cannot_be_added_or_changed(staff_client):
-    record = RuleSetRecord.objects.get(key="orders")
-    assert staff_client.get(reverse("admin:flowr_rulesetrecord_add")).status_code == 403
-    response = staff_client.post(reverse("admin:flowr_rulesetrecord_change", args=[record.pk]),
-                                 {"name": "Hacked"})
-    assert response.status_code == 403
-    record.refresh_from_db()
-    assert record.name == "Order approval"
 
 
 def test_page_offers_exactly_the_connections_the_builder_allows(demo_machines, fresh_machine):

@@ -21,7 +21,6 @@ from .. import builder, engine
 from ..exceptions import FlowrError, GraphError
 from ..rules import get_rule_set, is_registered
 from . import builder_forms
-from .builder_page import builder_context  # noqa: F401  (the machine page's context)
 
 
 # -- the action views -------------------------------------------------------------------

@@ -7,7 +7,7 @@ from django.contrib import admin
 from .. import builder
 from ..models import Machine, RuleSetRecord, State
 from ..rules import get_rule_sets
-from . import builder_views, diagram_views
+from . import builder_page, builder_views, diagram_views
 from .importexport import MachineImportExportMixin
 from .versioning import MachineVersioningMixin
 
@@ -79,7 +79,7 @@ class MachineAdmin(MachineImportExportMixin, MachineVersioningMixin):
                            obj=None):
         url_name = getattr(request.resolver_match, "url_name", "")
         if obj is not None and obj.pk and url_name == "flowr_machine_change":
-            context["flowr"] = builder_views.builder_context(self, request, obj)
+            context["flowr"] = builder_page.builder_context(self, request, obj)
         return super().render_change_form(request, context, add=add, change=change,
                                           form_url=form_url, obj=obj)
 
