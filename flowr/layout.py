@@ -32,7 +32,7 @@ LANE = 7  # horizontal distance between loop-back arrows running side by side
 LANES = 10  # loop-back arrows beside one stretch of boxes before lanes repeat
 FORMAT = 2  # bump when the geometry changes, so cached layouts of old code are ignored
 _LOCAL = OrderedDict()  # per-process copy of recent layouts, in front of the shared cache
-_LOCAL_SIZE = 64
+_LOCAL_SIZE = 32
 
 
 def back_edges(order, edges):

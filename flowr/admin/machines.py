@@ -80,6 +80,7 @@ class MachineAdmin(MachineImportExportMixin, MachineVersioningMixin):
         url_name = getattr(request.resolver_match, "url_name", "")
         if obj is not None and obj.pk and url_name == "flowr_machine_change":
             context["flowr"] = builder_page.builder_context(self, request, obj)
+            context["title"] = f"Machine “{obj}”"  # not "Change machine": the builder acts
         return super().render_change_form(request, context, add=add, change=change,
                                           form_url=form_url, obj=obj)
 
