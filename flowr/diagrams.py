@@ -13,8 +13,8 @@ measures and labels the boxes, marks them and writes the SVG.
         -> (nodes, edges) of a draft machine, a published version, a rule set
     machine_svg(machine_graph, **marks), version_svg(version, **marks), rule_set_svg(rule_set)
 """
-import math
 import html
+import math
 
 from django.utils.safestring import mark_safe
 
