@@ -182,3 +182,14 @@ def test_builder_actions_are_in_the_admin_log(staff_client, admin_user):
     entry = LogEntry.objects.get()
     assert (entry.action_flag, entry.user, entry.object_repr) == (CHANGE, admin_user, "Logged")
     assert entry.get_change_message() == "Added state 'C' under 'A'."
+
+
+@pytest.mark.django_db(transaction=True)
+def test_migrate_creates_the_shared_layout_cache_table():
+    from django.core.management import call_command
+
+    with connection.cursor() as cursor:
+        cursor.execute("DROP TABLE flowr_cache")
+    assert "flowr_cache" not in connection.introspection.table_names()
+    call_command("migrate", verbosity=0)
+    assert "flowr_cache" in connection.introspection.table_names()
