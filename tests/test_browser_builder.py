@@ -234,3 +234,30 @@ def test_rule_set_diagram_shows_a_rule_when_clicked(admin_page, artifacts_dir):
     page.keyboard.press("Escape")
     expect(panel(page)).to_have_count(0)
 
+
+
+def test_add_with_settings_without_javascript(_browser, chromium_path, live_server,
+                                              admin_user, artifacts_dir):
+    """The same buttons are plain links and POST forms when scripts are off."""
+    from flowr import builder
+    from flowr.sync import sync_rule_sets
+
+    sync_rule_sets()
+    machine = builder.create_machine("orders", "No script")
+    builder.add_child(machine.root_state, "orders.Submitted")
+    context = _browser.new_context(viewport={"width": 1366, "height": 900},
+                                   base_url=live_server.url, java_script_enabled=False)
+    page = context.new_page()
+    page.goto("/admin/login/")
+    page.fill("#id_username", "admin")
+    page.fill("#id_password", "pw")
+    page.click("input[type=submit]")
+    page.goto(f"/admin/flowr/machine/{machine.pk}/change/")
+    with page.expect_navigation():
+        row(page, "Submitted").get_by_role("link", name="Add Approved…").click()
+    expect(page.locator("input[name='settings-max_amount']")).to_have_value("1000")
+    screenshot(page, os.path.join(artifacts_dir, "builder_add_without_script.png"))
+    click_and_expect(page, page.get_by_role("button", name="Add Approved"),
+                     "Added state 'Approved' under 'Submitted'.")
+    assert machine.states.get(name="Approved").settings == {"max_amount": 1000}
+    context.close()

@@ -51,9 +51,13 @@ def settings_form_for(rule_set, rule_key, data=None, initial=None, auto_id="id_%
 
 def options_form_for(state, children, data=None, choices=None, auto_id="id_%s"):
     """The common state options (flowr.options) of a state (prefix "options")."""
-    return _options.StateOptionsForm(
+    form = _options.StateOptionsForm(
         data, prefix="options", children=children, choices=choices, auto_id=auto_id,
         initial=_options.initial(state.options) if state is not None else None)
+    if not form.fields["groups"].choices:
+        form.fields["groups"].help_text = ("There are no groups yet: add them under "
+                                           "Authentication and Authorization › Groups.")
+    return form
 
 
 def posted_options(post):
@@ -113,7 +117,7 @@ def add_box(machine, rule_set, graph, parent, rule_key, data=None, choices=None)
     del options.fields["timeout_to"]  # a new state has no next states to time out to yet
     options.fields["due_after"].help_text += (" To step on automatically when due, add its "
                                               "next states, then edit it.")
-    return FormBox("add", f"Add a “{rule.get_display_name()}” state under “{parent.name}”",
+    return FormBox("add", f"New “{rule.get_display_name()}” state under “{parent.name}”",
                    _action_url(machine, parent, "add"), [f for f in (name_form, settings) if f],
                    options=options, rule_key=rule_key, submit=f"Add {rule.get_display_name()}")
 
