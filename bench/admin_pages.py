@@ -18,6 +18,7 @@ the pages through django.test.Client; times are medians of RUNS warm requests. P
 The machines are tests.factories.hub_machine: a hub with spokes, each leading a chain of
 ten links, every other chain looping back to the hub and the others ending open.
 """
+import os
 import random
 import statistics
 import sys
@@ -184,8 +185,9 @@ def main():
         for name, value in group(client, user).items():
             print(f"{name}: {value:.1f}" if isinstance(value, float) else f"{name}: {value}",
                   flush=True)
-    print(f"(instances: {Instance.objects.count()}, runs per figure: {RUNS}, "
-          f"database: SQLite file)", file=sys.stderr)
+    print(f"(instances: {Instance.objects.count()}, runs per figure: {RUNS}, database: "
+          f"SQLite file, load average: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)",
+          file=sys.stderr)
 
 
 if __name__ == "__main__":
