@@ -193,3 +193,20 @@ def test_migrate_creates_the_shared_layout_cache_table():
     assert "flowr_cache" not in connection.introspection.table_names()
     call_command("migrate", verbosity=0)
     assert "flowr_cache" in connection.introspection.table_names()
+
+
+def test_counts_leave_out_idle_instances_like_the_list(staff_client, demo_machines, settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    machine = demo_machines["orders"]
+    idle = Instance.objects.filter(machine=machine).first()
+    Instance.objects.filter(pk=idle.pk).update(last_activity=timezone.now() - timedelta(days=9))
+    settings.FLOWS_TASK_IDLE_TIMEOUT = 3600
+    html, _ = page(staff_client, machine)
+    assert 'aria-label="2 active instances in Draft"' in html
+    draft = machine.states.get(name="Draft")
+    listed = staff_client.get(f"/admin/flowr/instance/?machine__id__exact={machine.pk}"
+                              f"&state={draft.key}&status=active")
+    assert listed.context["cl"].result_count == 2

@@ -19,7 +19,7 @@ from .. import options as _options
 from ..exceptions import RuleNotRegistered
 from ..models import Instance
 from ..rules import is_registered
-from .instance_filters import diagram_link
+from .instance_filters import diagram_link, idle_q
 from . import builder_rows
 
 
@@ -160,8 +160,12 @@ def state_rows(graph, rule_set, editable, counts=None, count_url=None):
 
 
 def active_counts(machine, version=None):
-    """{state key: active instances} of a machine (or one version), in one query."""
+    """{state key: active instances} of a machine (or one version), in one query; exactly
+    the rows the instance list shows for status=active (idle ones count as expired there)."""
     rows = Instance.objects.filter(machine=machine, status=Instance.ACTIVE)
+    idle = idle_q()
+    if idle is not None:
+        rows = rows.exclude(idle)
     if version is not None:
         rows = rows.filter(version=version)
     return dict(rows.order_by().values_list("state_key").annotate(n=Count("pk")))
