@@ -14,6 +14,8 @@ the pages through django.test.Client; times are medians of RUNS warm requests. P
     machine_page_after_edit_ms_N              (first view after a builder edit, N = 200, 1000)
     machine_page_kb_1000, machine_page_peak_mib_1000  (HTML size; tracemalloc peak of one
                                                warm request above the memory before it)
+    (each machine is published with N/2 instances spread over its states, so the diagram
+    draws its counts)
 
 The machines are tests.factories.hub_machine: a hub with spokes, each leading a chain of
 ten links, every other chain looping back to the hub and the others ending open.
@@ -30,17 +32,20 @@ from _django import setup
 
 RUNS = 15
 INSTANCES = 10_000
+DEMO_RULE_SETS = ("flowr_example", "orders", "support")
 
 
-def add_instances(count, user, seed=0):
-    """bulk_create `count` instances over the demo machines, in random states."""
+def add_instances(count, user, seed=0, machines=None):
+    """bulk_create `count` instances over the demo machines (or `machines`), in random states."""
     from django.utils import timezone
 
     from flowr import engine
     from flowr.models import Instance, Machine
 
     rng = random.Random(seed)
-    versions = [m.latest_version() for m in Machine.objects.order_by("pk")]
+    if machines is None:
+        machines = Machine.objects.filter(rule_set__key__in=DEMO_RULE_SETS).order_by("pk")
+    versions = [m.latest_version() for m in machines]
     now = timezone.now()
     rows = []
     for i in range(count):
@@ -144,6 +149,8 @@ def machine_page_figures(client, user):
     figures = {}
     for count in (10, 200, 1000):
         machine = hub_machine(count, name=f"Bench {count}")
+        machine.publish()
+        add_instances(count // 2, user, seed=count, machines=[machine])  # counts on the diagram
         url = _machine_url(machine)
         runs = RUNS if count < 1000 else 7
         ms, queries = measure(client, url, runs=runs)
