@@ -55,6 +55,7 @@ def select_arrow(page, parent_key, child_key):
 
 def screenshot(page, path):
     """Full-page screenshot with the viewport as tall as the page."""
+    page.evaluate("window.scrollTo(0, 0)")  # else grappelli's fixed header lands mid-page
     height = page.evaluate("document.body.scrollHeight")
     page.set_viewport_size({"width": 1366, "height": min(max(height, 900), 6000)})
     page.screenshot(path=path, full_page=True)
