@@ -21,6 +21,7 @@ from .. import builder, engine
 from ..exceptions import FlowrError, GraphError
 from ..rules import get_rule_set, is_registered
 from . import builder_forms
+from ._ids import parse_pk
 
 
 # -- the action views -------------------------------------------------------------------
@@ -83,7 +84,8 @@ def _permitted(model_admin, request, machine, needs):
 
 
 def _other_state(machine, request, name="child"):
-    other = machine.states.filter(pk=request.POST.get(name) or None).first()
+    pk = parse_pk(machine.states.model, request.POST.get(name))
+    other = machine.states.filter(pk=pk).first() if pk is not None else None
     if other is None:
         raise GraphError("Choose an existing state of this machine; the chosen one does not "
                          "exist (any more). Nothing was changed.")

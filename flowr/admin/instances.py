@@ -33,7 +33,10 @@ from ..models import Instance
 from . import instance_views as views
 from .history import HISTORY_LIMIT, history_rows, visited_keys
 from .instance_filters import StateFilter, StatusFilter, VersionFilter
+from .controls import ACTIONS as CONTROL_ACTIONS
+from .controls import InstanceControlsMixin
 from .moves import InstanceMoveMixin
+from .search import InstanceSearchMixin
 from .reports import report_urls
 
 
@@ -261,7 +264,7 @@ class InstanceAdminBase(admin.ModelAdmin):
         if status == Instance.EXPIRED:
             return {"flowr_task_state_expired": True}
         try:
-            state = engine.task_state_of(obj)
+            state = engine.task_state_of(obj, touch=False)  # a GET changes nothing
         except FlowrError as exc:
             return {"flowr_task_state_error": str(exc)}
         text = json.dumps(state, indent=2, sort_keys=True, ensure_ascii=False, default=str)
@@ -272,7 +275,8 @@ class InstanceAdminBase(admin.ModelAdmin):
 
 
 @admin.register(Instance)
-class InstanceAdmin(InstanceMoveMixin, InstanceAdminBase):
+class InstanceAdmin(InstanceControlsMixin, InstanceSearchMixin, InstanceMoveMixin,
+                    InstanceAdminBase):
     """The instance admin: the base plus one mixin per feature module."""
 
-    actions = [*InstanceAdminBase.actions, "move_to_version"]
+    actions = [*InstanceAdminBase.actions, "move_to_version", *CONTROL_ACTIONS]

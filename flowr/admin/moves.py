@@ -1,6 +1,6 @@
 """Moving instances between versions of their machine: dry-run preview, then confirm."""
 from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import PermissionDenied
 from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -9,6 +9,8 @@ from django.views.decorators.http import require_POST
 from .. import versioning
 from ..exceptions import FlowrError
 from ..models import Instance, MachineVersion
+from ._ids import parse_pk, parse_pks
+from .reports import Report, ReportRow, report_response
 
 
 class InstanceMoveMixin:
@@ -51,12 +53,11 @@ class InstanceMoveMixin:
         """Instances named by `ids` (repeated) or all active ones of source `version`."""
         instances = Instance.objects.select_related("machine", "version")
         if data.get("version"):
-            return list(instances.filter(version_id=data["version"], status=Instance.ACTIVE))
-        ids = [i for i in data.getlist("ids") if i]
-        try:
-            return list(instances.filter(pk__in=ids))
-        except (ValidationError, ValueError):  # a malformed id selects nothing
-            return []
+            version = parse_pk(MachineVersion, data["version"])  # malformed: nothing
+            return list(instances.filter(version_id=version, status=Instance.ACTIVE)
+                        ) if version is not None else []
+        ids = parse_pks(Instance, [i for i in data.getlist("ids") if i]) or []
+        return list(instances.filter(pk__in=ids))
 
     def _target(self, machine, ref):
         versions = list(machine.versions.select_related("published_by").defer("definition")
@@ -96,7 +97,8 @@ class InstanceMoveMixin:
         if not self.has_change_permission(request):
             raise PermissionDenied
         instances = self._selected(request.POST)
-        target = MachineVersion.objects.filter(pk=request.POST.get("target") or None).first()
+        target_pk = parse_pk(MachineVersion, request.POST.get("target"))
+        target = MachineVersion.objects.filter(pk=target_pk).first() if target_pk else None
         if not instances or target is None:
             self.message_user(request, "Choose instances and a target version to move them.",
                               messages.ERROR)
@@ -108,24 +110,22 @@ class InstanceMoveMixin:
             return HttpResponseRedirect(self._move_url("changelist"))
         sources = sorted({i.version.number for i in instances if i.version_id != target.pk})
         moved, refused = versioning.move_instances(instances, target, user=request.user)
-        level, text = _move_summary(target, moved, refused, sources)
-        self.message_user(request, text, level)
-        return HttpResponseRedirect(self._move_url("changelist"))
+        if moved and sources:
+            back = ", ".join(str(n) for n in sources)
+            self.message_user(request, f"To undo, select them and move them back to version "
+                                       f"{back} (possible while their states still exist "
+                                       f"there).", messages.INFO)
+        return report_response(self, request, _move_report(instances, target, refused))
 
 
-def _move_summary(target, moved, refused, sources):
-    """(level, text) of the one message summarising a bulk move."""
-    count = len(moved)
-    text = (f"Moved {count} instance{'s' if count != 1 else ''} of '{target.machine}' to "
-            f"version {target.number}.")
-    if count and sources:
-        back = ", ".join(str(n) for n in sources)
-        text += (f" To undo, select them and move them back to version {back} (possible "
-                 f"while their states still exist there).")
-    if refused:
-        reasons = "; ".join(f"#{str(i.pk)[:8]}: {why.split(': ', 1)[-1]}" for i, why in refused)
-        text += f" {len(refused)} could not move: {reasons}"
-    if not count:
-        return messages.ERROR, text
-    return (messages.WARNING if refused else messages.SUCCESS), text
+def _move_report(instances, target, refused):
+    """The per-instance report of a bulk move (moved, or refused with the reason)."""
+    why = {instance.pk: reason.split(": ", 1)[-1] for instance, reason in refused}
+    report = Report(f"Move to version {target.number} of '{target.machine}': result", "Moved")
+    for instance in instances:
+        before = f"v{instance.version.number} · {instance.state_name}"
+        report.rows.append(ReportRow.of(instance, before, f"v{target.number}",
+                                        ok=instance.pk not in why,
+                                        reason=why.get(instance.pk, "")))
+    return report
 
