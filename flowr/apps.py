@@ -16,7 +16,6 @@ class FlowrConfig(AppConfig):
         autodiscover_modules("flowr_rules")
         self._register_reversion()
         post_migrate.connect(_sync_after_migrate, sender=self)
-        post_migrate.connect(_create_cache_tables, sender=self)
         post_save.connect(_forget_version, sender="flowr.MachineVersion")
         post_delete.connect(_delete_task_state, sender="flowr.Instance")
 
@@ -31,13 +30,6 @@ def _sync_after_migrate(sender, using="default", **kwargs):
     from .sync import sync_rule_sets
 
     sync_rule_sets(using=using)
-
-
-def _create_cache_tables(sender, using="default", verbosity=0, **kwargs):
-    """The database cache shares diagram layouts between workers; migrate creates its table."""
-    from django.core.management import call_command
-
-    call_command("createcachetable", database=using, verbosity=verbosity)
 
 
 def _forget_version(sender, instance, created=False, **kwargs):

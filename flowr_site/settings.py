@@ -171,12 +171,14 @@ TASKS = {
     },
 }
 
-# Diagram layouts are computed once per graph shape and shared by every worker through
-# this cache (flowr.layout). Its table is created by `migrate` (flowr.apps).
+# Diagram layouts are computed once per graph shape and shared by every worker process of
+# this host through this cache (flowr.layout); FLOWR_CACHE_DIR moves it (the directory
+# must be writable by the site's user only). A file cache, not the database: a GET that
+# fills it changes no data.
 CACHES = {
     "default": {
-        "BACKEND": "django.core.cache.backends.db.DatabaseCache",
-        "LOCATION": "flowr_cache",
+        "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+        "LOCATION": env("FLOWR_CACHE_DIR", str(BASE_DIR / "var" / "cache")),
         "TIMEOUT": None,
         "OPTIONS": {"MAX_ENTRIES": 1000},
     },

@@ -1,4 +1,5 @@
 """The machine page as a whole: its cost, counts, details section, history and versions."""
+import os
 import re
 
 import pytest
@@ -184,17 +185,6 @@ def test_builder_actions_are_in_the_admin_log(staff_client, admin_user):
     assert entry.get_change_message() == "Added state 'C' under 'A'."
 
 
-@pytest.mark.django_db(transaction=True)
-def test_migrate_creates_the_shared_layout_cache_table():
-    from django.core.management import call_command
-
-    with connection.cursor() as cursor:
-        cursor.execute("DROP TABLE flowr_cache")
-    assert "flowr_cache" not in connection.introspection.table_names()
-    call_command("migrate", verbosity=0)
-    assert "flowr_cache" in connection.introspection.table_names()
-
-
 def test_counts_leave_out_idle_instances_like_the_list(staff_client, demo_machines, settings):
     from datetime import timedelta
 
@@ -210,3 +200,29 @@ def test_counts_leave_out_idle_instances_like_the_list(staff_client, demo_machin
     listed = staff_client.get(f"/admin/flowr/instance/?machine__id__exact={machine.pk}"
                               f"&state={draft.key}&status=active")
     assert listed.context["cl"].result_count == 2
+
+
+def test_a_layout_computed_by_one_process_is_used_by_another(monkeypatch):
+    """Workers share layouts through the configured cache (a file cache by default)."""
+    import subprocess
+    import sys
+    import uuid
+
+    from flowr import layout
+
+    keys = [uuid.uuid4().hex for _ in range(3)]  # a shape no one has laid out yet
+    code = ("import django, os, sys; os.environ['DJANGO_SETTINGS_MODULE'] = "
+            "'flowr_site.settings'; django.setup(); from flowr import layout; "
+            "keys = sys.argv[1:]; layout.cached_layout(keys, dict.fromkeys(keys, 100), "
+            "[(keys[0], keys[1]), (keys[1], keys[2])])")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    subprocess.run([sys.executable, "-c", code, *keys], check=True, timeout=120, cwd=root)
+
+    def never(*args):
+        raise AssertionError("laid out again")
+
+    monkeypatch.setattr(layout, "layout", never)
+    layout.clear_local()
+    found = layout.cached_layout(keys, dict.fromkeys(keys, 100),
+                                 [(keys[0], keys[1]), (keys[1], keys[2])])
+    assert set(found["nodes"]) == set(keys)
