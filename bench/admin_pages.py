@@ -266,8 +266,20 @@ def run_postgres_figures():
               file=sys.stderr)
 
 
+def _fresh_layout_cache():
+    """A layout cache of this run only: layouts of earlier runs would hide the work."""
+    import atexit
+    import shutil
+    import tempfile
+
+    folder = tempfile.mkdtemp(prefix="flowr-bench-cache-")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    os.environ["FLOWR_CACHE_DIR"] = folder
+
+
 def main():
     warnings.filterwarnings("ignore", message="No directory at")  # whitenoise: no collectstatic
+    _fresh_layout_cache()
     setup()
     from django.contrib.auth import get_user_model
     from django.test import Client
