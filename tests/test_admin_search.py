@@ -59,7 +59,7 @@ def test_search_finds_keys_titles_machines_ids_and_task_data(staff_client, desk)
 
 
 def test_search_never_fails_on_hostile_input(staff_client, desk):
-    for term in ["%", "_", "\\", "'\"; drop table", "a\x00b", "x" * 5000, "#", "----", "é" * 3,
+    for term in ["%", "_", "\\", "'\"; drop table", "x" * 5000, "#", "----", "é" * 3,
                  "[]{}", "$.*"]:
         response = staff_client.get(LIST, {"q": term})
         assert response.status_code == 200, term
@@ -104,8 +104,9 @@ def test_filter_by_declared_key_value(staff_client, desk):
 @pytest.mark.parametrize("query, text", [
     ({"data__nope": "1"}, "'nope' is not a searchable key; the rule sets declare: customer"),
     ({"data__customer": "x" * 201}, "must be at most 200 characters"),
-    ({"data__customer": "a\x00b"}, "must be at most 200 characters of text"),
-    ({"outcome": "a\x00b"}, "must be at most 200 characters of text"),
+    ({"data__customer": "a\x00b"}, "held a NUL character"),
+    ({"outcome": "a\x00b"}, "held a NUL character"),
+    ({"q": "a\x00b"}, "held a NUL character"),
 ])
 def test_bad_filter_values_get_a_message_not_a_500(staff_client, desk, query, text):
     response = staff_client.get(LIST, query)
@@ -145,8 +146,10 @@ def test_status_outcome_and_date_range_filters(staff_client, desk):
     assert found(staff_client, started_at__range__lte=day) == ["Old one"]
     assert "Old one" not in found(staff_client, started_at__range__gte=day)
     assert found(staff_client, last_activity__range__lte=day) == []
-    for bad in ["tomorrow", "2024-13-45", "9" * 40, "\x00"]:  # ignored, never a 500
+    for bad in ["tomorrow", "2024-13-45", "9" * 40]:  # ignored, never a 500
         assert staff_client.get(LIST, {"started_at__range__gte": bad}).status_code == 200
+    nul = staff_client.get(LIST, {"started_at__range__gte": "\x00"})  # the site's NUL guard
+    assert nul.status_code == 302 and nul["Location"].endswith("?e=1")
     html = staff_client.get(LIST).content.decode()
     for title in ("By start date", "By last activity", "outcome", "task data (exact value)"):
         assert title.lower() in html.lower()
