@@ -8,10 +8,12 @@ measures and labels the boxes, marks them and writes the SVG.
         nodes: list of (key, label, sublabel); edges: list of (parent_key, child_key)
         counts: {key: active instances}, drawn as a badge linking to count_url(key)
         hints: {key: text} added to a box's tooltip (e.g. its options in words)
+        marks: {key or (parent, child): "added" | "removed" | "changed"} (comparisons)
     svg_document(nodes, edges, current=None, visited=()) -> str (a standalone .svg file)
     machine_nodes(machine_graph), version_nodes(version), rule_set_nodes(rule_set)
         -> (nodes, edges) of a draft machine, a published version, a rule set
-    machine_svg(machine_graph, **marks), version_svg(version, **marks), rule_set_svg(rule_set)
+    machine_svg(machine_graph, **marks), version_svg(version, **marks), rule_set_svg(rule_set),
+    definition_svg(definition, marks=None)  (a version definition, e.g. in a comparison)
 """
 import html
 import math
@@ -51,7 +53,13 @@ STYLE = (
     ".fd-link.fd-selected .fd-edge{stroke:#2987a6;stroke-width:3.5}"
     ".fd-node:hover rect,.fd-node:focus rect{stroke:#2987a6;stroke-width:2.5}"
     ".fd-node.fd-selected rect{stroke:#2987a6;stroke-width:4}"
+    ".fd-node.fd-added rect{fill:#e3f4e1;stroke:#2e7d32;stroke-width:3}"
+    ".fd-node.fd-removed rect{fill:#fde2e1;stroke:#c0392b;stroke-width:3;stroke-dasharray:6 3}"
+    ".fd-node.fd-changed rect{fill:#fff4d6;stroke:#d39e00;stroke-width:3}"
+    ".fd-edge.fd-added{stroke:#2e7d32;stroke-width:2.6}"
+    ".fd-edge.fd-removed{stroke:#c0392b;stroke-width:2.6;stroke-dasharray:6 3}"
 )
+MARKS = ("added", "removed", "changed")
 # Arrowheads sized in user units: a selected (thicker) arrow keeps its head's size.
 _DEFS = (
     '<defs><marker id="fd-arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="11" '
@@ -116,7 +124,9 @@ def _badge(count, url, x, y, label):
 
 def _node(key, label, sub, centre, width, marks):
     css = "fd-node"
-    if key == marks.current:
+    if key in marks.diff:
+        css += f" fd-{marks.diff[key]}"
+    elif key == marks.current:
         css += " fd-current"
     elif key in marks.visited:
         css += " fd-visited"
@@ -139,10 +149,15 @@ def _node(key, label, sub, centre, width, marks):
     return out
 
 
-def _edge(parent, child, path, kind, names, interactive):
+def _edge(parent, child, path, kind, names, marks):
     css = {"back": "fd-edge fd-back", "loop": "fd-edge fd-loop"}.get(kind, "fd-edge")
     marker = "fd-arrow-back" if kind else "fd-arrow"
-    title = f"{names[parent]} → {names[child]} ({'loop back' if kind else 'transition'})"
+    what = "loop back" if kind else "transition"
+    mark = marks.diff.get((parent, child))
+    if mark:
+        css, what = f"{css} fd-{mark}", f"{what}, {mark}"
+    title = f"{names[parent]} → {names[child]} ({what})"
+    interactive = marks.interactive
     line = f'<path class="{css}" d="{path}" marker-end="url(#{marker})">'
     if not interactive:
         return f"{line}<title>{escape(title)}</title></path>"
@@ -159,13 +174,16 @@ class _Marks:
     """What is drawn on top of the layout: current/visited states, counts, interactivity."""
 
     def __init__(self, current=None, visited=(), counts=None, count_url=None,
-                 interactive=False, hints=None):
+                 interactive=False, hints=None, marks=None):
         self.current = None if current is None else str(current)
         self.visited = frozenset(str(v) for v in visited or ())
         self.counts = {str(k): v for k, v in (counts or {}).items() if v}
         self.peak = max(self.counts.values(), default=0)
         self.count_url, self.interactive = count_url, interactive
         self.hints = {str(k): v for k, v in (hints or {}).items() if v}
+        # Comparisons: {key or (parent, child): "added" | "removed" | "changed"}.
+        self.diff = {(tuple(map(str, k)) if isinstance(k, tuple) else str(k)): v
+                     for k, v in (marks or {}).items() if v in MARKS}
 
 
 def _svg(nodes, edges, marks, attrs=""):
@@ -177,7 +195,7 @@ def _svg(nodes, edges, marks, attrs=""):
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="flowr-diagram" role="img" '
              f'width="{width}" height="{height}" viewBox="0 0 {width} {height}"{attrs}>',
              f"<style>{STYLE}</style>", _DEFS]
-    parts += [_edge(p, c, path, kind, names, marks.interactive)
+    parts += [_edge(p, c, path, kind, names, marks)
               for p, c, path, kind in geometry["edges"]]
     centres = geometry["nodes"]
     parts += [_node(key, label, sub, centres[key], widths[key], marks)
@@ -196,10 +214,14 @@ def _clean(nodes, edges):
 
 
 def render_graph(nodes, edges, current=None, visited=(), counts=None, count_url=None,
-                 interactive=False, hints=None):
-    """An inline, scrollable <svg> of a directed graph; the first node is drawn as the root."""
+                 interactive=False, hints=None, marks=None):
+    """An inline, scrollable <svg> of a directed graph; the first node is drawn as the root.
+
+    `marks` colours nodes (by key) and edges (by (parent, child)) as "added", "removed"
+    or "changed", for comparisons of two versions.
+    """
     nodes, edges = _clean(nodes, edges)
-    marks = _Marks(current, visited, counts, count_url, interactive, hints)
+    marks = _Marks(current, visited, counts, count_url, interactive, hints, marks)
     attrs = ' data-interactive="1"' if interactive else ""
     return mark_safe(f'<div class="flowr-diagram-scroll" style="{_SCROLL}">'
                      f"{_svg(nodes, edges, marks, attrs)}</div>")
@@ -273,3 +295,17 @@ def version_svg(version, current=None, visited=(), **marks):
 def rule_set_svg(rule_set, **marks):
     """The diagram of a rule set."""
     return render_graph(*rule_set_nodes(rule_set), **marks)
+
+
+def definition_svg(definition, marks=None):
+    """The diagram of a version definition (flowr.compiled), root first, with `marks`."""
+    from .rules import get_rule_set
+
+    try:
+        rule_set = get_rule_set(definition["rule_set"])
+    except Exception:  # noqa: BLE001 - unregistered rule set: short rule names
+        rule_set = None
+    states = sorted(definition["states"], key=lambda s: s["key"] != definition.get("root"))
+    nodes = [(s["key"], s["name"], _rule_label(rule_set, s["rule"]) if rule_set
+              else s["rule"].rpartition(".")[2]) for s in states]
+    return render_graph(nodes, [tuple(t) for t in definition["transitions"]], marks=marks)

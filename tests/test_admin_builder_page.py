@@ -226,3 +226,17 @@ def test_a_layout_computed_by_one_process_is_used_by_another(monkeypatch):
     found = layout.cached_layout(keys, dict.fromkeys(keys, 100),
                                  [(keys[0], keys[1]), (keys[1], keys[2])])
     assert set(found["nodes"]) == set(keys)
+
+
+def test_publishing_from_the_preview_is_in_the_history_and_the_log(staff_client, admin_user):
+    from django.contrib.admin.models import LogEntry
+
+    machine = builder.create_machine("flowr_example", "Previewed")
+    builder.add_child(machine.root_state, "flowr_example.C")
+    preview = reverse("admin:flowr_machine_publish_preview", args=[machine.pk])
+    draft = staff_client.get(preview).context["draft"]
+    response = staff_client.post(preview, {"draft": draft}, follow=True)
+    assert "Published version 1 of &#x27;Previewed&#x27;." in response.content.decode()
+    revision = Revision.objects.get()
+    assert (revision.comment, revision.user) == ("Published version 1", admin_user)
+    assert LogEntry.objects.get().get_change_message() == "Published version 1 of 'Previewed'."

@@ -200,16 +200,27 @@ def _edit_comment(old_name, state):
     return f"Edited state {state.name}"
 
 
-@_builder_action(state=False)
-def publish(model_admin, request, machine, _state):
+def publish_recorded(request, machine):
+    """engine.publish() recorded in the machine's history (a revision with its graph) and in
+    the admin log; returns the version (`is_new` False when nothing changed)."""
+    from django.contrib.admin.models import CHANGE, LogEntry
+
     with builder.revision(user=request.user, comment=f"Published {machine.name}"):
         version = engine.publish(machine, user=request.user)
-        if version.is_new:  # the machine's history shows the publication, with its graph
+        if version.is_new:
             reversion.add_to_revision(builder.with_graph(machine.pk))
             reversion.set_comment(f"Published version {version.number}")
+            LogEntry.objects.log_actions(
+                request.user.pk, [machine], CHANGE, single_object=True,
+                change_message=f"Published version {version.number} of '{machine}'.")
+    return version
+
+
+@_builder_action(state=False)
+def publish(model_admin, request, machine, _state):
+    version = publish_recorded(request, machine)
     if version.is_new:
-        _done(model_admin, request, machine,
-              f"Published version {version.number} of '{machine}'.")
+        messages.success(request, f"Published version {version.number} of '{machine}'.")
     else:
         messages.info(request, f"Nothing changed since version {version.number}; no new "
                       f"version was created.")
