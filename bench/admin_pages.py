@@ -9,12 +9,24 @@ the pages through django.test.Client; times are medians of RUNS warm requests. P
     instance_list_ms, instance_list_queries   (10,000 instances, first page of 100)
     instance_list_queries_10                  (10 instances)
     instance_page_ms, instance_page_queries   (one instance with a few steps of history)
+    machine_page_ms_N, machine_page_queries_N (the builder page of an N-state machine,
+                                               N = 10, 200, 1000)
+    machine_page_after_edit_ms_N              (first view after a builder edit, N = 200, 1000)
+    machine_page_kb_1000, machine_page_peak_mib_1000  (HTML size; tracemalloc peak of one
+                                               warm request above the memory before it)
+    (each machine is published with N/2 instances spread over its states, so the diagram
+    draws its counts)
+
+The machines are tests.factories.hub_machine: a hub with spokes, each leading a chain of
+ten links, every other chain looping back to the hub and the others ending open.
 
 and, on PostgreSQL (FLOWR_BENCH_PG_URL; a child process, 100,000 instances):
 
     search_instances_create_s                 (bulk-creating the 100,000 instances)
     search_business_key_ms, search_business_key_queries   (the list searched by a key)
     filter_declared_key_ms, filter_declared_key_queries   (the list filtered customer = …)
+
+`python bench/admin_pages.py machine_page` (or instance, search) prints only those groups.
 """
 import os
 import random
@@ -22,6 +34,7 @@ import statistics
 import subprocess
 import sys
 import time
+import tracemalloc
 import warnings
 from datetime import timedelta
 
@@ -29,19 +42,22 @@ from _django import setup
 
 RUNS = 15
 INSTANCES = 10_000
+DEMO_RULE_SETS = ("flowr_example", "orders", "support")
 SEARCH_INSTANCES = 100_000
 PG_URL = os.environ.get("FLOWR_BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432/flowr_bench")
 
 
-def add_instances(count, user, seed=0):
-    """bulk_create `count` instances over the demo machines, in random states."""
+def add_instances(count, user, seed=0, machines=None):
+    """bulk_create `count` instances over the demo machines (or `machines`), in random states."""
     from django.utils import timezone
 
     from flowr import engine
     from flowr.models import Instance, Machine
 
     rng = random.Random(seed)
-    versions = [m.latest_version() for m in Machine.objects.order_by("pk")]
+    if machines is None:
+        machines = Machine.objects.filter(rule_set__key__in=DEMO_RULE_SETS).order_by("pk")
+    versions = [m.latest_version() for m in machines]
     now = timezone.now()
     rows = []
     for i in range(count):
@@ -55,14 +71,14 @@ def add_instances(count, user, seed=0):
     Instance.objects.bulk_create(rows, batch_size=1000)
 
 
-def measure(client, url):
+def measure(client, url, runs=RUNS):
     """(median ms, queries) of warm GET requests of `url`."""
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
     client.get(url)  # warm: compiled definitions, templates, permission caches
     times = []
-    for _ in range(RUNS):
+    for _ in range(runs):
         start = time.perf_counter()
         response = client.get(url)
         times.append((time.perf_counter() - start) * 1000)
@@ -80,6 +96,85 @@ def stepped_instance(user):
     for name in ("Open", "Waiting on customer", "Open", "Resolved", "Open"):
         ticket.step(to=name, user=user, note=f"to {name}")
     return ticket
+
+
+def instance_figures(client, user):
+    """The instance list (10 and 10,000 instances) and one instance page."""
+    from django.urls import reverse
+
+    from flowr.models import Instance
+
+    Instance.objects.all().delete()
+    url = reverse("admin:flowr_instance_changelist")
+    add_instances(10, user)
+    _, queries_10 = measure(client, url)
+    add_instances(INSTANCES - 10, user, seed=1)
+    list_ms, list_queries = measure(client, url)
+    ticket = stepped_instance(user)
+    page_ms, page_queries = measure(client, reverse("admin:flowr_instance_change",
+                                                    args=[ticket.pk]))
+    return {"instance_list_ms": list_ms, "instance_list_queries": list_queries,
+            "instance_list_queries_10": queries_10, "instance_page_ms": page_ms,
+            "instance_page_queries": page_queries}
+
+
+def _machine_url(machine):
+    from django.urls import reverse
+
+    return reverse("admin:flowr_machine_change", args=[machine.pk])
+
+
+def _first_views_after_edits(client, machine, runs=5):
+    """Median ms of the first page view after each of `runs` builder edits (add, remove)."""
+    from flowr import builder
+
+    end = machine.states.get(key="s1l8")  # the open end of chain 1
+    times = []
+    for i in range(runs * 2):
+        if i % 2 == 0:
+            added = builder.add_child(end, "hub.Link", name=f"Extra {i}")
+        else:
+            builder.remove_state(added)
+        start = time.perf_counter()
+        response = client.get(_machine_url(machine))
+        times.append((time.perf_counter() - start) * 1000)
+        assert response.status_code == 200
+    return statistics.median(times)
+
+
+def _peak_mib(client, url):
+    """tracemalloc peak (MiB) of one warm request above the memory in use before it."""
+    client.get(url)
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    response = client.get(url)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert response.status_code == 200
+    return (peak - before) / 2 ** 20
+
+
+def machine_page_figures(client, user):
+    """The builder page of 10-, 200- and 1,000-state machines (tests.factories.hub_machine)."""
+    from tests.factories import hub_machine
+
+    figures = {}
+    for count in (10, 200, 1000):
+        machine = hub_machine(count, name=f"Bench {count}")
+        machine.publish()
+        add_instances(count // 2, user, seed=count, machines=[machine])  # counts on the diagram
+        url = _machine_url(machine)
+        runs = RUNS if count < 1000 else 7
+        ms, queries = measure(client, url, runs=runs)
+        figures[f"machine_page_ms_{count}"] = ms
+        figures[f"machine_page_queries_{count}"] = queries
+        if count >= 200:
+            figures[f"machine_page_after_edit_ms_{count}"] = _first_views_after_edits(
+                client, machine)
+        if count == 1000:
+            figures["machine_page_kb_1000"] = len(client.get(url).content) / 1024
+            figures["machine_page_peak_mib_1000"] = _peak_mib(client, url)
+    return figures
 
 
 def add_searchable_instances(count, user, seed=2):
@@ -171,44 +266,45 @@ def run_postgres_figures():
               file=sys.stderr)
 
 
+def _fresh_layout_cache():
+    """A layout cache of this run only: layouts of earlier runs would hide the work."""
+    import atexit
+    import shutil
+    import tempfile
+
+    folder = tempfile.mkdtemp(prefix="flowr-bench-cache-")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    os.environ["FLOWR_CACHE_DIR"] = folder
+
+
 def main():
     warnings.filterwarnings("ignore", message="No directory at")  # whitenoise: no collectstatic
+    _fresh_layout_cache()
     setup()
     from django.contrib.auth import get_user_model
     from django.test import Client
-    from django.test.utils import override_settings
-    from django.urls import reverse
 
     from flowr.demo.setup import load_demo
     from flowr.models import Instance
 
-    # DEBUG is off; serve static URLs without a collectstatic manifest.
-    override_settings(STORAGES={
-        "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
-    }).enable()
+    _bench_static()
     load_demo()
-    Instance.objects.all().delete()
     user = get_user_model().objects.create_superuser("bench", "bench@example.com", "pw")
     client = Client()
     client.force_login(user)
-    url = reverse("admin:flowr_instance_changelist")
-
-    add_instances(10, user)
-    _, queries_10 = measure(client, url)
-    add_instances(INSTANCES - 10, user, seed=1)
-    list_ms, list_queries = measure(client, url)
-    ticket = stepped_instance(user)
-    page_ms, page_queries = measure(client, reverse("admin:flowr_instance_change",
-                                                    args=[ticket.pk]))
-    print(f"instance_list_ms: {list_ms:.1f}")
-    print(f"instance_list_queries: {list_queries}")
-    print(f"instance_list_queries_10: {queries_10}")
-    print(f"instance_page_ms: {page_ms:.1f}")
-    print(f"instance_page_queries: {page_queries}")
-    print(f"(instances: {Instance.objects.count()}, runs per figure: {RUNS}, "
-          f"database: SQLite file)", file=sys.stderr)
-    run_postgres_figures()
+    # Each group takes (client, user) and returns {figure name: value}.
+    groups = [instance_figures, machine_page_figures]
+    wanted = tuple(sys.argv[1:]) or ("instance", "machine_page", "search")
+    groups = [g for g in groups if g.__name__.startswith(wanted)]
+    for group in groups:
+        for name, value in group(client, user).items():
+            print(f"{name}: {value:.1f}" if isinstance(value, float) else f"{name}: {value}",
+                  flush=True)
+    print(f"(instances: {Instance.objects.count()}, runs per figure: {RUNS}, database: "
+          f"SQLite file, load average: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)",
+          file=sys.stderr)
+    if "search" in wanted:
+        run_postgres_figures()
 
 
 if __name__ == "__main__":
