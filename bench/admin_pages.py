@@ -11,12 +11,30 @@ the pages through django.test.Client; times are medians of RUNS warm requests. P
     instance_page_ms, instance_page_queries   (one instance with a few steps of history)
     incident_list_ms, incident_list_queries   (1,000 open incidents, first page of 100)
     incident_list_queries_10                  (10 incidents)
+    machine_page_ms_N, machine_page_queries_N (the builder page of an N-state machine,
+                                               N = 10, 200, 1000)
+    machine_page_after_edit_ms_N              (first view after a builder edit, N = 200, 1000)
+    machine_page_kb_1000, machine_page_peak_mib_1000  (HTML size; tracemalloc peak of one
+                                               warm request above the memory before it)
+    (each machine is published with N/2 instances spread over its states, so the diagram
+    draws its counts)
+
+The machines are tests.factories.hub_machine: a hub with spokes, each leading a chain of
+ten links, every other chain looping back to the hub and the others ending open.
 
 and, on PostgreSQL (FLOWR_BENCH_PG_URL; a child process, 100,000 instances):
 
     search_instances_create_s                 (bulk-creating the 100,000 instances)
     search_business_key_ms, search_business_key_queries   (the list searched by a key)
     filter_declared_key_ms, filter_declared_key_queries   (the list filtered customer = …)
+
+and the desk (the admin index), on PostgreSQL in another child process, as a reviewer
+with work in every list:
+
+    index_ms, index_queries                   (10,000 instances)
+    index_queries_10                          (10 instances)
+
+`python bench/admin_pages.py machine_page` (or instance, search, index) prints only those groups.
 """
 import os
 import random
@@ -24,6 +42,7 @@ import statistics
 import subprocess
 import sys
 import time
+import tracemalloc
 import warnings
 from datetime import timedelta
 
@@ -31,19 +50,22 @@ from _django import setup
 
 RUNS = 15
 INSTANCES = 10_000
+DEMO_RULE_SETS = ("flowr_example", "orders", "support")
 SEARCH_INSTANCES = 100_000
 PG_URL = os.environ.get("FLOWR_BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432/flowr_bench")
 
 
-def add_instances(count, user, seed=0):
-    """bulk_create `count` instances over the demo machines, in random states."""
+def add_instances(count, user, seed=0, machines=None):
+    """bulk_create `count` instances over the demo machines (or `machines`), in random states."""
     from django.utils import timezone
 
     from flowr import engine
     from flowr.models import Instance, Machine
 
     rng = random.Random(seed)
-    versions = [m.latest_version() for m in Machine.objects.order_by("pk")]
+    if machines is None:
+        machines = Machine.objects.filter(rule_set__key__in=DEMO_RULE_SETS).order_by("pk")
+    versions = [m.latest_version() for m in machines]
     now = timezone.now()
     rows = []
     for i in range(count):
@@ -57,14 +79,14 @@ def add_instances(count, user, seed=0):
     Instance.objects.bulk_create(rows, batch_size=1000)
 
 
-def measure(client, url):
+def measure(client, url, runs=RUNS):
     """(median ms, queries) of warm GET requests of `url`."""
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
     client.get(url)  # warm: compiled definitions, templates, permission caches
     times = []
-    for _ in range(RUNS):
+    for _ in range(runs):
         start = time.perf_counter()
         response = client.get(url)
         times.append((time.perf_counter() - start) * 1000)
@@ -101,18 +123,101 @@ def add_incidents(count, offset=0):
         batch_size=1000)
 
 
-def incident_figures(client):
-    """The incident list with 10 and with 1,000 open incidents."""
+def incident_figures(client, user):
+    """The incident list with 10 and with 1,000 open incidents (on the instances there)."""
     from django.urls import reverse
 
+    from flowr.models import Incident
+
+    Incident.objects.all().delete()
     url = reverse("admin:flowr_incident_changelist")
     add_incidents(10)
     _, queries_10 = measure(client, url)
     add_incidents(990, offset=10)
     list_ms, list_queries = measure(client, url)
-    print(f"incident_list_ms: {list_ms:.1f}")
-    print(f"incident_list_queries: {list_queries}")
-    print(f"incident_list_queries_10: {queries_10}")
+    return {"incident_list_ms": list_ms, "incident_list_queries": list_queries,
+            "incident_list_queries_10": queries_10}
+
+
+def instance_figures(client, user):
+    """The instance list (10 and 10,000 instances) and one instance page."""
+    from django.urls import reverse
+
+    from flowr.models import Instance
+
+    Instance.objects.all().delete()
+    url = reverse("admin:flowr_instance_changelist")
+    add_instances(10, user)
+    _, queries_10 = measure(client, url)
+    add_instances(INSTANCES - 10, user, seed=1)
+    list_ms, list_queries = measure(client, url)
+    ticket = stepped_instance(user)
+    page_ms, page_queries = measure(client, reverse("admin:flowr_instance_change",
+                                                    args=[ticket.pk]))
+    return {"instance_list_ms": list_ms, "instance_list_queries": list_queries,
+            "instance_list_queries_10": queries_10, "instance_page_ms": page_ms,
+            "instance_page_queries": page_queries}
+
+
+def _machine_url(machine):
+    from django.urls import reverse
+
+    return reverse("admin:flowr_machine_change", args=[machine.pk])
+
+
+def _first_views_after_edits(client, machine, runs=5):
+    """Median ms of the first page view after each of `runs` builder edits (add, remove)."""
+    from flowr import builder
+
+    end = machine.states.get(key="s1l8")  # the open end of chain 1
+    times = []
+    for i in range(runs * 2):
+        if i % 2 == 0:
+            added = builder.add_child(end, "hub.Link", name=f"Extra {i}")
+        else:
+            builder.remove_state(added)
+        start = time.perf_counter()
+        response = client.get(_machine_url(machine))
+        times.append((time.perf_counter() - start) * 1000)
+        assert response.status_code == 200
+    return statistics.median(times)
+
+
+def _peak_mib(client, url):
+    """tracemalloc peak (MiB) of one warm request above the memory in use before it."""
+    client.get(url)
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    response = client.get(url)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert response.status_code == 200
+    return (peak - before) / 2 ** 20
+
+
+def machine_page_figures(client, user):
+    """The builder page of 10-, 200- and 1,000-state machines (tests.factories.hub_machine)."""
+    from tests.factories import hub_machine
+
+    figures = {}
+    for count in (10, 200, 1000):
+        machine = hub_machine(count, name=f"Bench {count}")
+        machine.publish()
+        add_instances(count // 2, user, seed=count, machines=[machine])  # counts on the diagram
+        url = _machine_url(machine)
+        runs = RUNS if count < 1000 else 7
+        ms, queries = measure(client, url, runs=runs)
+        figures[f"machine_page_ms_{count}"] = ms
+        figures[f"machine_page_queries_{count}"] = queries
+        if count >= 200:
+            figures[f"machine_page_after_edit_ms_{count}"] = _first_views_after_edits(
+                client, machine)
+        if count == 1000:
+            figures["machine_page_kb_1000"] = len(client.get(url).content) / 1024
+            figures["machine_page_peak_mib_1000"] = _peak_mib(client, url)
+    return figures
+
+
 def add_searchable_instances(count, user, seed=2):
     """bulk_create `count` orders and tickets with business keys, titles and search data."""
     from django.utils import timezone
@@ -202,46 +307,128 @@ def run_postgres_figures():
               file=sys.stderr)
 
 
+def _fresh_layout_cache():
+    """A layout cache of this run only: layouts of earlier runs would hide the work."""
+    import atexit
+    import shutil
+    import tempfile
+
+    folder = tempfile.mkdtemp(prefix="flowr-bench-cache-")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    os.environ["FLOWR_CACHE_DIR"] = folder
+
+
 def main():
     warnings.filterwarnings("ignore", message="No directory at")  # whitenoise: no collectstatic
+    _fresh_layout_cache()
     setup()
     from django.contrib.auth import get_user_model
     from django.test import Client
-    from django.test.utils import override_settings
+
+    from flowr.demo.setup import load_demo
+    from flowr.models import Instance
+
+    _bench_static()
+    load_demo()
+    user = get_user_model().objects.create_superuser("bench", "bench@example.com", "pw")
+    client = Client()
+    client.force_login(user)
+    # Each group takes (client, user) and returns {figure name: value}.
+    groups = [instance_figures, incident_figures, machine_page_figures]
+    wanted = tuple(sys.argv[1:]) or ("instance", "incident", "machine_page", "search", "index")
+    groups = [g for g in groups if g.__name__.startswith(wanted)]
+    for group in groups:
+        for name, value in group(client, user).items():
+            print(f"{name}: {value:.1f}" if isinstance(value, float) else f"{name}: {value}",
+                  flush=True)
+    print(f"(instances: {Instance.objects.count()}, runs per figure: {RUNS}, database: "
+          f"SQLite file, load average: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)",
+          file=sys.stderr)
+    if "search" in wanted:
+        run_postgres_figures()
+    if "index" in wanted:
+        index_figures()
+
+
+# -- the desk (admin index) on PostgreSQL ------------------------------------------------------
+
+def index_figures():
+    """index_ms, index_queries and index_queries_10, measured in a child process."""
+    sys.stdout.flush()
+    from _django import postgres_available
+
+    if not postgres_available():
+        print("index_ms: unavailable (PostgreSQL not reachable)", file=sys.stderr)
+        return
+    subprocess.run([sys.executable, os.path.abspath(__file__), "--index-postgres"], check=True)
+
+
+def desk_reviewer():
+    """A reviewer in every demo group who may step and approve: every desk list has rows."""
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Group, Permission
+
+    from flowr.demo.setup import GROUPS
+
+    user = get_user_model().objects.create_user("bench-reviewer", is_staff=True)
+    user.groups.add(*Group.objects.filter(name__in=GROUPS))
+    user.user_permissions.add(*Permission.objects.filter(
+        codename__in=("view_instance", "step_instance", "approve_order")))
+    return user
+
+
+def give_work(user, share=10):
+    """Assign every `share`-th active instance to the user and record a step by them."""
+    from django.utils import timezone
+
+    from flowr.models import HistoryEntry, Instance
+
+    active = list(Instance.objects.filter(status=Instance.ACTIVE, assignee__isnull=True,
+                                          history__isnull=True).order_by("pk")[::share])
+    Instance.objects.filter(pk__in=[i.pk for i in active]).update(assignee=user)
+    HistoryEntry.objects.bulk_create(
+        HistoryEntry(instance=i, seq=0, kind=HistoryEntry.STEP, to_key=i.state_key,
+                     to_name=i.state_name, version_id=i.version_id, user=user,
+                     at=timezone.now()) for i in active)
+
+
+def main_index_postgres():
+    warnings.filterwarnings("ignore", message="No directory at")  # whitenoise: no collectstatic
+    setup(PG_URL)
+    from django.db import connection
+    from django.test import Client
     from django.urls import reverse
 
     from flowr.demo.setup import load_demo
     from flowr.models import Instance
 
-    # DEBUG is off; serve static URLs without a collectstatic manifest.
-    override_settings(STORAGES={
-        "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
-    }).enable()
+    _bench_static()
     load_demo()
     Instance.objects.all().delete()
-    user = get_user_model().objects.create_superuser("bench", "bench@example.com", "pw")
+    user = desk_reviewer()
     client = Client()
     client.force_login(user)
-    url = reverse("admin:flowr_instance_changelist")
-
+    url = reverse("admin:index")
     add_instances(10, user)
+    give_work(user, share=3)
     _, queries_10 = measure(client, url)
     add_instances(INSTANCES - 10, user, seed=1)
-    list_ms, list_queries = measure(client, url)
-    ticket = stepped_instance(user)
-    page_ms, page_queries = measure(client, reverse("admin:flowr_instance_change",
-                                                    args=[ticket.pk]))
-    print(f"instance_list_ms: {list_ms:.1f}")
-    print(f"instance_list_queries: {list_queries}")
-    print(f"instance_list_queries_10: {queries_10}")
-    print(f"instance_page_ms: {page_ms:.1f}")
-    print(f"instance_page_queries: {page_queries}")
-    incident_figures(client)
-    print(f"(instances: {Instance.objects.count()}, runs per figure: {RUNS}, "
-          f"database: SQLite file)", file=sys.stderr)
-    run_postgres_figures()
+    give_work(user)
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE")  # planner statistics, as autovacuum keeps them after a load
+    index_ms, index_queries = measure(client, url)
+    print(f"index_ms: {index_ms:.1f}")
+    print(f"index_queries: {index_queries}")
+    print(f"index_queries_10: {queries_10}")
+    print(f"(desk: {Instance.objects.count()} instances, "
+          f"{Instance.objects.filter(assignee=user).count()} assigned to the reviewer, "
+          f"runs: {RUNS}, database: PostgreSQL)", file=sys.stderr)
 
 
 if __name__ == "__main__":
-    main_postgres() if "--postgres" in sys.argv else main()
+    if "--postgres" in sys.argv:
+        main_postgres()
+    elif "--index-postgres" in sys.argv:
+        main_index_postgres()
+    else:
+        main()

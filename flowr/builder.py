@@ -339,4 +339,14 @@ def _touch(machine):
 
     Machine.objects.filter(pk=machine.pk).update(updated_at=timezone.now())
     if reversion.is_active():
-        reversion.add_to_revision(Machine.objects.get(pk=machine.pk))
+        reversion.add_to_revision(with_graph(machine.pk))
+
+
+def with_graph(pk):
+    """The machine with its states and transitions prefetched, transitions with their states:
+    reversion records each transition as "A → B" (not "transition 24 → 25"), in 3 queries."""
+    from django.db.models import Prefetch
+
+    transitions = Transition.objects.select_related("parent", "child")
+    return Machine.objects.prefetch_related(
+        "states", Prefetch("transitions", queryset=transitions)).get(pk=pk)

@@ -1,288 +1,240 @@
 """Server-side SVG diagrams of machines, versions and rule sets (no network, no CDN).
 
-grandalf computes a layered (Sugiyama) layout; this module only measures boxes,
-picks back edges and writes the SVG. If grandalf fails, a breadth-first layered
-grid is used instead, so a page never breaks because of its diagram.
+flowr.layout places the boxes and arrows (grandalf, cached per graph shape); this module
+measures and labels the boxes, marks them and writes the SVG.
 
-    render_graph(nodes, edges, current=None, visited=(), marks=None) -> SafeString (an <svg>)
-        nodes: list of (key, label, sublabel); edges: list of (parent_key, child_key);
-        marks: {node key or (parent, child): "added" | "removed" | "changed"} (comparisons)
-    machine_svg(machine_graph) -> SafeString        # flowr.builder.MachineGraph
-    version_svg(version, current=None, visited=()) -> SafeString  # MachineVersion
-    rule_set_svg(rule_set) -> SafeString            # flowr.rules.RuleSet
+    render_graph(nodes, edges, current=None, visited=(), counts=None, count_url=None,
+                 interactive=False, hints=None) -> SafeString (a scrollable <div> + <svg>)
+        nodes: list of (key, label, sublabel); edges: list of (parent_key, child_key)
+        counts: {key: active instances}, drawn as a badge linking to count_url(key)
+        hints: {key: text} added to a box's tooltip (e.g. its options in words)
+        marks: {key or (parent, child): "added" | "removed" | "changed"} (comparisons)
+    svg_document(nodes, edges, current=None, visited=()) -> str (a standalone .svg file)
+    machine_nodes(machine_graph), version_nodes(version), rule_set_nodes(rule_set)
+        -> (nodes, edges) of a draft machine, a published version, a rule set
+    machine_svg(machine_graph, **marks), version_svg(version, **marks), rule_set_svg(rule_set),
+    definition_svg(definition, marks=None)  (a version definition, e.g. in a comparison)
 """
-import logging
+import html
 import math
-from collections import OrderedDict, defaultdict
 
-from django.utils.html import escape
 from django.utils.safestring import mark_safe
 
-from . import graph as _graph
+from .layout import NODE_H, cached_layout
 
-log = logging.getLogger(__name__)
 
-NODE_H = 46
+def escape(value):
+    """django.utils.html.escape() without its lazy-string wrapper: thousands of calls a page."""
+    return html.escape(str(value))
+
+
 MIN_W, MAX_W = 96, 240
 CHAR_W = 7.2  # average glyph width at 13px sans-serif
-X_SPACE, Y_SPACE = 36, 64
-MARGIN = 24
-_CACHE = OrderedDict()
-_CACHE_SIZE = 128
+NAME_SCALE = 1.1  # bold names are wider than the average glyph
+LOAD_LEVELS = 4  # shades of a box by how many instances sit in it
 
-_STYLE = (
+STYLE = (
     ".fd-node rect{fill:#fff;stroke:#5b80b2;stroke-width:1.5}"
     ".fd-node.fd-visited rect{fill:#e1ecf7}"
     ".fd-node.fd-current rect{fill:#ffe27a;stroke:#b8860b;stroke-width:3}"
+    ".fd-node.fd-load-1 rect{fill:#eef6ee}.fd-node.fd-load-2 rect{fill:#d5ecd5}"
+    ".fd-node.fd-load-3 rect{fill:#b4dcb4}.fd-node.fd-load-4 rect{fill:#8fca8f}"
     ".fd-name{font:bold 13px sans-serif;fill:#222}"
     ".fd-sub{font:11px sans-serif;fill:#666}"
     ".fd-edge{fill:none;stroke:#555;stroke-width:1.4}"
     ".fd-back{stroke:#c0392b;stroke-dasharray:6 4}"
     ".fd-loop{stroke:#c0392b}"
+    ".fd-count rect{fill:#2e7d32;stroke:#fff;stroke-width:1}"
+    ".fd-count text{font:bold 11px sans-serif;fill:#fff}"
+    ".fd-count:hover rect,.fd-count:focus rect{fill:#1b5e20}"
+    "[data-key],.fd-link{cursor:pointer;outline:none}"
+    ".fd-hit{fill:none;stroke:transparent;stroke-width:12}"
+    ".fd-link:hover .fd-edge,.fd-link:focus .fd-edge{stroke-width:3}"
+    ".fd-link.fd-selected .fd-edge{stroke:#2987a6;stroke-width:3.5}"
+    ".fd-node:hover rect,.fd-node:focus rect{stroke:#2987a6;stroke-width:2.5}"
+    ".fd-node.fd-selected rect{stroke:#2987a6;stroke-width:4}"
     ".fd-node.fd-added rect{fill:#e3f4e1;stroke:#2e7d32;stroke-width:3}"
     ".fd-node.fd-removed rect{fill:#fde2e1;stroke:#c0392b;stroke-width:3;stroke-dasharray:6 3}"
     ".fd-node.fd-changed rect{fill:#fff4d6;stroke:#d39e00;stroke-width:3}"
     ".fd-edge.fd-added{stroke:#2e7d32;stroke-width:2.6}"
     ".fd-edge.fd-removed{stroke:#c0392b;stroke-width:2.6;stroke-dasharray:6 3}"
 )
+MARKS = ("added", "removed", "changed")
+# Arrowheads sized in user units: a selected (thicker) arrow keeps its head's size.
+_DEFS = (
+    '<defs><marker id="fd-arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="11" '
+    'markerHeight="11" markerUnits="userSpaceOnUse" orient="auto-start-reverse">'
+    '<path d="M0,0 L10,5 L0,10 z" fill="#555"/></marker><marker id="fd-arrow-back" '
+    'viewBox="0 0 10 10" refX="10" refY="5" markerWidth="11" markerHeight="11" '
+    'markerUnits="userSpaceOnUse" orient="auto-start-reverse">'
+    '<path d="M0,0 L10,5 L0,10 z" fill="#c0392b"/></marker></defs>'
+)
 
 
-def _truncate(text, chars):
-    text = str(text)
-    return text if len(text) <= chars else text[: max(chars - 1, 1)] + "…"
-
+# -- labels -------------------------------------------------------------------------------
 
 def _box_width(label, sub):
-    longest = max(len(str(label)) * 1.1, len(str(sub)) * 0.95)
+    longest = max(len(label) * NAME_SCALE, len(sub) * 0.95)
     return int(min(MAX_W, max(MIN_W, longest * CHAR_W + 24)))
 
 
-def _back_edges(order, edges):
-    """Edges closing a cycle, found by depth-first search from the first node (the root)."""
-    kids = _graph.children_map(edges)
-    state, back = {}, set()
-    for start in order:
-        if start in state:
-            continue
-        state[start] = 1
-        stack = [(start, iter(kids.get(start, ())))]
-        while stack:
-            node, children = stack[-1]
-            child = next(children, None)
-            if child is None:
-                state[node] = 2
-                stack.pop()
-            elif state.get(child) == 1:
-                back.add((node, child))
-            elif child not in state:
-                state[child] = 1
-                stack.append((child, iter(kids.get(child, ()))))
-    return back
+def _cut(text, chars):
+    return text if len(text) <= chars else text[: max(chars - 1, 1)] + "…"
 
 
-class _View:
-    def __init__(self, w, h):
-        self.w, self.h = w, h
-        self.xy = (0, 0)
+def _lines(label, chars):
+    """The name in one or two lines of at most `chars` (words longer than a line are broken;
+    the second line ends with … when the name does not fit)."""
+    if len(label) <= chars:
+        return [label]
+    words, first = label.split(" "), ""
+    while words and len(f"{first} {words[0]}".strip()) <= chars:
+        first = f"{first} {words.pop(0)}".strip()
+    if not first:  # one long word: break it
+        return [label[:chars], _cut(label[chars:], chars)]
+    return [first, _cut(" ".join(words), chars)]
 
 
-def _grandalf_layout(order, widths, edges, back):
-    """Node centres and edge bend points {edge: [points]} from grandalf's Sugiyama layout."""
-    from grandalf.graphs import Edge, Graph, Vertex
-    from grandalf.layouts import SugiyamaLayout
+# -- SVG elements -------------------------------------------------------------------------
 
-    vertices = {key: Vertex(key) for key in order}
-    for key, vertex in vertices.items():
-        vertex.view = _View(widths[key], NODE_H)
-    g_edges, by_edge = [], {}
-    for parent, child in edges:
-        edge = Edge(vertices[parent], vertices[child])
-        g_edges.append(edge)
-        by_edge[(parent, child)] = edge
-    graph = Graph(list(vertices.values()), g_edges)
-    centres, bends, offset = {}, {}, 0.0
-    for component in graph.C:
-        layout = SugiyamaLayout(component)
-        layout.xspace, layout.yspace = X_SPACE, Y_SPACE
-        inverted = [e for e in component.sE if (e.v[0].data, e.v[1].data) in back]
-        layout.init_all(roots=[], inverted_edges=inverted)
-        layout.draw(N=3)
-        xs = [v.view.xy[0] - v.view.w / 2 for v in component.sV]
-        shift = offset - min(xs)
-        for v in component.sV:
-            centres[v.data] = (v.view.xy[0] + shift, v.view.xy[1])
-        for key, edge in by_edge.items():
-            if edge in layout.ctrls:
-                ctrl = layout.ctrls[edge]
-                ranks = sorted(ctrl)[1:-1]
-                points = [(ctrl[r].view.xy[0] + shift, ctrl[r].view.xy[1]) for r in ranks]
-                bends[key] = points if key not in back else points[::-1]
-        offset = max(centres[v.data][0] + v.view.w / 2 for v in component.sV) + X_SPACE * 2
-    return centres, bends
+def _node_texts(label, sub, cx, cy, width):
+    chars = int((width - 14) / (CHAR_W * NAME_SCALE))
+    lines = _lines(label, chars)
+    top = cy + 4 - 7 * (len(lines) - 1) - (7 if sub else 0)
+    parts = [f'<text class="fd-name" x="{cx:.1f}" y="{top + 14 * i:.1f}" '
+             f'text-anchor="middle">{escape(line)}</text>' for i, line in enumerate(lines)]
+    if sub:
+        parts.append(f'<text class="fd-sub" x="{cx:.1f}" y="{top + 14 * len(lines):.1f}" '
+                     f'text-anchor="middle">{escape(_cut(sub, int(chars * 1.15)))}</text>')
+    return "".join(parts)
 
 
-def _fallback_layout(order, widths, edges):
-    """Breadth-first layers as rows: used when grandalf cannot lay the graph out."""
-    depth = _graph.layers(order[0], edges, order) if order else {}
-    rows = defaultdict(list)
-    for key in order:
-        rows[depth[key]].append(key)
-    centres = {}
-    for row, keys in rows.items():
-        x = 0.0
-        for key in keys:
-            centres[key] = (x + widths[key] / 2, row * (NODE_H + Y_SPACE))
-            x += widths[key] + X_SPACE
-    return centres, {}
+def _badge(count, url, x, y, label):
+    text = str(count)
+    w = 10 + 7 * len(text)
+    title = f"{count} active instance{'s' if count != 1 else ''} in {label}"
+    body = (f'<rect x="{x - w / 2:.1f}" y="{y - 9:.1f}" width="{w}" height="18" rx="9"/>'
+            f'<text x="{x:.1f}" y="{y + 4:.1f}" text-anchor="middle">{text}</text>'
+            f"<title>{escape(title)}</title>")
+    if url:
+        return (f'<a class="fd-count" href="{escape(url)}" aria-label="{escape(title)}">'
+                f"{body}</a>")
+    return f'<g class="fd-count">{body}</g>'
 
 
-def _clip(centre, width, toward):
-    """The point where the line from a box centre toward `toward` leaves the box."""
-    (cx, cy), (tx, ty) = centre, toward
-    dx, dy = tx - cx, ty - cy
-    if dx == 0 and dy == 0:
-        return cx, cy
-    hw, hh = width / 2, NODE_H / 2
-    scale = min(hw / abs(dx) if dx else math.inf, hh / abs(dy) if dy else math.inf)
-    return cx + dx * scale, cy + dy * scale
+def _node(key, label, sub, centre, width, marks):
+    css = "fd-node"
+    if key in marks.diff:
+        css += f" fd-{marks.diff[key]}"
+    elif key == marks.current:
+        css += " fd-current"
+    elif key in marks.visited:
+        css += " fd-visited"
+    count = marks.counts.get(key, 0)
+    if count and marks.peak:
+        css += f" fd-load-{math.ceil(LOAD_LEVELS * count / marks.peak)}"
+    cx, cy = centre
+    x, y = cx - width / 2, cy - NODE_H / 2
+    hint = f"{label} ({sub})" if sub else label
+    if key in marks.hints:
+        hint += f" · {marks.hints[key]}"
+    extra = (f' tabindex="0" role="button" aria-label="{escape(label)}: show actions"'
+             if marks.interactive else "")
+    out = (f'<g class="{css}" data-key="{escape(key)}"{extra}><title>{escape(hint)}</title>'
+           f'<rect x="{x:.1f}" y="{y:.1f}" width="{width}" height="{NODE_H}" rx="7"/>'
+           f"{_node_texts(label, sub, cx, cy, width)}</g>")
+    if count:
+        url = marks.count_url(key) if marks.count_url else None
+        out += _badge(count, url, x + width - 4, y + 1, label)
+    return out
 
 
-def _edge_path(parent, child, centres, widths, bends, is_back):
-    """SVG path data for one edge, from the parent box border to the child box border."""
-    points = list(bends.get((parent, child), ()))
-    start, end = centres[parent], centres[child]
-    if is_back and not points:
-        # A back edge between adjacent layers: bow it sideways so it does not overlap.
-        side = max(widths[parent], widths[child]) / 2 + 24
-        mid_y = (start[1] + end[1]) / 2
-        points = [(max(start[0], end[0]) + side, mid_y)]
-    first = _clip(start, widths[parent], points[0] if points else end)
-    last = _clip(end, widths[child], points[-1] if points else start)
-    coords = [first, *points, last]
-    if len(coords) == 2:
-        return "M{:.1f},{:.1f} L{:.1f},{:.1f}".format(*coords[0], *coords[1])
-    parts = ["M{:.1f},{:.1f}".format(*coords[0])]
-    for i in range(1, len(coords) - 1):
-        # Quadratic curve through each bend point, ending halfway to the next one.
-        (x1, y1), (x2, y2) = coords[i], coords[i + 1]
-        mx, my = ((x1 + x2) / 2, (y1 + y2) / 2) if i + 2 < len(coords) else (x2, y2)
-        parts.append(f"Q{x1:.1f},{y1:.1f} {mx:.1f},{my:.1f}")
-    return " ".join(parts)
+def _edge(parent, child, path, kind, names, marks):
+    css = {"back": "fd-edge fd-back", "loop": "fd-edge fd-loop"}.get(kind, "fd-edge")
+    marker = "fd-arrow-back" if kind else "fd-arrow"
+    what = "loop back" if kind else "transition"
+    mark = marks.diff.get((parent, child))
+    if mark:
+        css, what = f"{css} fd-{mark}", f"{what}, {mark}"
+    title = f"{names[parent]} → {names[child]} ({what})"
+    interactive = marks.interactive
+    line = f'<path class="{css}" d="{path}" marker-end="url(#{marker})">'
+    if not interactive:
+        return f"{line}<title>{escape(title)}</title></path>"
+    return (f'<g class="fd-link" data-parent="{escape(parent)}" data-child="{escape(child)}" '
+            f'tabindex="0" role="button" aria-label="{escape(title)}"><title>{escape(title)}'
+            f'</title><path class="fd-hit" d="{path}"/>{line}</path></g>')
 
 
-def _loop_path(centre, width):
-    x, y = centre[0] + width / 2, centre[1]
-    return f"M{x:.1f},{y - 10:.1f} C{x + 34:.1f},{y - 26:.1f} {x + 34:.1f},{y + 26:.1f} " \
-           f"{x:.1f},{y + 10:.1f}"
+_SCROLL = ("position:relative;overflow:auto;max-width:100%;max-height:75vh;background:#fafafa;"
+           "border:1px solid #ddd;border-radius:4px")
 
 
-def _layout(order, widths, edges, back):
-    try:
-        return _grandalf_layout(order, widths, edges, back)
-    except Exception:  # noqa: BLE001 - any layout failure falls back to a plain grid
-        log.warning("grandalf layout failed; using the layered grid", exc_info=True)
-        return _fallback_layout(order, widths, edges)
+class _Marks:
+    """What is drawn on top of the layout: current/visited states, counts, interactivity."""
+
+    def __init__(self, current=None, visited=(), counts=None, count_url=None,
+                 interactive=False, hints=None, marks=None):
+        self.current = None if current is None else str(current)
+        self.visited = frozenset(str(v) for v in visited or ())
+        self.counts = {str(k): v for k, v in (counts or {}).items() if v}
+        self.peak = max(self.counts.values(), default=0)
+        self.count_url, self.interactive = count_url, interactive
+        self.hints = {str(k): v for k, v in (hints or {}).items() if v}
+        # Comparisons: {key or (parent, child): "added" | "removed" | "changed"}.
+        self.diff = {(tuple(map(str, k)) if isinstance(k, tuple) else str(k)): v
+                     for k, v in (marks or {}).items() if v in MARKS}
 
 
-def _svg(nodes, edges, current, visited, marks):
+def _svg(nodes, edges, marks, attrs=""):
     order = [key for key, _, _ in nodes]
-    known = set(order)
-    edges = [(p, c) for p, c in dict.fromkeys(edges) if p in known and c in known]
-    loops = [(p, c) for p, c in edges if p == c]
-    edges = [(p, c) for p, c in edges if p != c]
     widths = {key: _box_width(label, sub) for key, label, sub in nodes}
-    back = _back_edges(order, edges)
-    centres, bends = _layout(order, widths, edges, back) if order else ({}, {})
-    xs = [x for x, _ in centres.values()] + [x for pts in bends.values() for x, _ in pts]
-    ys = [y for _, y in centres.values()] + [y for pts in bends.values() for _, y in pts]
-    min_x = min((centres[k][0] - widths[k] / 2 for k in order), default=0)
-    max_x = max([centres[k][0] + widths[k] / 2 + 60 for k in order] + xs, default=0)
-    min_y, max_y = min(ys, default=0) - NODE_H / 2, max(ys, default=0) + NODE_H / 2
-    dx, dy = MARGIN - min_x, MARGIN - min_y
-    centres = {k: (x + dx, y + dy) for k, (x, y) in centres.items()}
-    bends = {k: [(x + dx, y + dy) for x, y in pts] for k, pts in bends.items()}
-    width, height = int(max_x - min_x + 2 * MARGIN), int(max_y - min_y + 2 * MARGIN)
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" class="flowr-diagram" role="img" '
-        f'width="{width}" height="{height}" viewBox="0 0 {width} {height}">',
-        f"<style>{_STYLE}</style>",
-        '<defs><marker id="fd-arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="8" '
-        'markerHeight="8" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" '
-        'fill="#555"/></marker><marker id="fd-arrow-back" viewBox="0 0 10 10" refX="10" '
-        'refY="5" markerWidth="8" markerHeight="8" orient="auto-start-reverse">'
-        '<path d="M0,0 L10,5 L0,10 z" fill="#c0392b"/></marker></defs>',
-    ]
+    geometry = cached_layout(order, widths, edges)
+    width, height = geometry["size"]
     names = {key: label for key, label, _ in nodes}
-    for parent, child in edges:
-        is_back = (parent, child) in back
-        path = _edge_path(parent, child, centres, widths, bends, is_back)
-        parts.append(_edge_element(path, is_back, names[parent], names[child],
-                                   mark=marks.get((parent, child))))
-    for key, _ in loops:
-        parts.append(_edge_element(_loop_path(centres[key], widths[key]), True,
-                                   names[key], names[key], css="fd-loop",
-                                   mark=marks.get((key, key))))
-    for key, label, sub in nodes:
-        parts.append(_node_element(key, label, sub, centres[key], widths[key], current, visited,
-                                   marks.get(key)))
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="flowr-diagram" role="img" '
+             f'width="{width}" height="{height}" viewBox="0 0 {width} {height}"{attrs}>',
+             f"<style>{STYLE}</style>", _DEFS]
+    parts += [_edge(p, c, path, kind, names, marks)
+              for p, c, path, kind in geometry["edges"]]
+    centres = geometry["nodes"]
+    parts += [_node(key, label, sub, centres[key], widths[key], marks)
+              for key, label, sub in nodes]
     parts.append("</svg>")
     return "".join(parts)
 
 
-def _edge_element(path, is_back, parent, child, css="fd-back", mark=None):
-    css_class = f"fd-edge {css}" if is_back else "fd-edge"
-    marker = "fd-arrow-back" if is_back else "fd-arrow"
-    kind = "loop back" if is_back else "transition"
-    if mark:
-        css_class, kind = f"{css_class} fd-{mark}", f"{kind}, {mark}"
-    return (f'<path class="{css_class}" d="{path}" marker-end="url(#{marker})">'
-            f"<title>{escape(parent)} → {escape(child)} ({kind})</title></path>")
+def _clean(nodes, edges):
+    nodes = [(str(k), str(label), str(sub or "")) for k, label, sub in nodes]
+    # A sublabel equal to the name (state "A" of rule "A") says nothing: drop it.
+    nodes = [(k, label, "" if sub == label else sub) for k, label, sub in nodes]
+    known = {k for k, _, _ in nodes}
+    edges = [(str(p), str(c)) for p, c in dict.fromkeys(edges)]
+    return nodes, [(p, c) for p, c in edges if p in known and c in known]
 
 
-def _node_element(key, label, sub, centre, width, current, visited, mark=None):
-    css = "fd-node"
-    if mark:
-        css += f" fd-{mark}"
-    elif key == current:
-        css += " fd-current"
-    elif key in visited:
-        css += " fd-visited"
-    x, y = centre[0] - width / 2, centre[1] - NODE_H / 2
-    chars = int((width - 16) / CHAR_W)
-    return (f'<g class="{css}" data-key="{escape(key)}"><title>{escape(label)} ({escape(sub)})'
-            f'</title><rect x="{x:.1f}" y="{y:.1f}" width="{width}" height="{NODE_H}" rx="7"/>'
-            f'<text class="fd-name" x="{centre[0]:.1f}" y="{centre[1] - 3:.1f}" '
-            f'text-anchor="middle">{escape(_truncate(label, int(chars / 1.1)))}</text>'
-            f'<text class="fd-sub" x="{centre[0]:.1f}" y="{centre[1] + 13:.1f}" '
-            f'text-anchor="middle">{escape(_truncate(sub, int(chars * 1.1)))}</text></g>')
-
-
-def render_graph(nodes, edges, current=None, visited=(), marks=None):
+def render_graph(nodes, edges, current=None, visited=(), counts=None, count_url=None,
+                 interactive=False, hints=None, marks=None):
     """An inline, scrollable <svg> of a directed graph; the first node is drawn as the root.
 
     `marks` colours nodes (by key) and edges (by (parent, child)) as "added", "removed"
     or "changed", for comparisons of two versions.
     """
-    nodes = [(str(k), str(label), str(sub or "")) for k, label, sub in nodes]
-    edges = [(str(p), str(c)) for p, c in edges]
-    visited = frozenset(str(v) for v in visited or ())
-    current = None if current is None else str(current)
-    marks = {(tuple(map(str, k)) if isinstance(k, tuple) else str(k)): v
-             for k, v in (marks or {}).items() if v in ("added", "removed", "changed")}
-    cache_key = (tuple(nodes), tuple(edges), current, visited,
-                 tuple(sorted(marks.items(), key=repr)))
-    svg = _CACHE.get(cache_key)
-    if svg is None:
-        svg = _svg(nodes, edges, current, visited, marks)
-        _CACHE[cache_key] = svg
-        if len(_CACHE) > _CACHE_SIZE:
-            _CACHE.popitem(last=False)
-    else:
-        _CACHE.move_to_end(cache_key)
-    return mark_safe(f'<div class="flowr-diagram-scroll" style="overflow:auto;max-width:100%;'
-                     f'max-height:75vh;background:#fafafa;border:1px solid #ddd;'
-                     f'border-radius:4px">{svg}</div>')
+    nodes, edges = _clean(nodes, edges)
+    marks = _Marks(current, visited, counts, count_url, interactive, hints, marks)
+    attrs = ' data-interactive="1"' if interactive else ""
+    return mark_safe(f'<div class="flowr-diagram-scroll" style="{_SCROLL}">'
+                     f"{_svg(nodes, edges, marks, attrs)}</div>")
 
+
+def svg_document(nodes, edges, current=None, visited=()):
+    """A standalone SVG file of the graph (for download)."""
+    nodes, edges = _clean(nodes, edges)
+    return ('<?xml version="1.0" encoding="UTF-8"?>\n'
+            + _svg(nodes, edges, _Marks(current, visited)) + "\n")
+
+
+# -- what machines, versions and rule sets draw ----------------------------------------------
 
 def _rule_label(rule_set, rule_key):
     try:
@@ -291,19 +243,19 @@ def _rule_label(rule_set, rule_key):
         return rule_key.rpartition(".")[2]
 
 
-def machine_svg(machine_graph):
-    """The diagram of a machine's current (draft) graph, root first."""
+def machine_nodes(machine_graph):
+    """(nodes, edges) of a machine's current (draft) graph, root first."""
     states = sorted(machine_graph.states, key=lambda s: not s.is_root)
     try:
         rule_set = machine_graph.rule_set
         nodes = [(s.key, s.name, _rule_label(rule_set, s.rule_key)) for s in states]
     except Exception:  # noqa: BLE001 - unregistered rule set: show the raw rule keys
         nodes = [(s.key, s.name, s.rule_key) for s in states]
-    return render_graph(nodes, machine_graph.edges)
+    return nodes, machine_graph.edges
 
 
-def version_svg(version, current=None, visited=()):
-    """The diagram of a published version, with the current state and visited states marked."""
+def version_nodes(version):
+    """(nodes, edges) of a published version, root first."""
     from .rules import get_rule_set
 
     graph = version.graph
@@ -314,11 +266,11 @@ def version_svg(version, current=None, visited=()):
         rule_set = None
     nodes = [(k, graph.names[k], _rule_label(rule_set, graph.rules[k]) if rule_set
               else graph.rules[k].rpartition(".")[2]) for k in order]
-    return render_graph(nodes, graph.edges, current=current, visited=visited)
+    return nodes, graph.edges
 
 
-def rule_set_svg(rule_set):
-    """The diagram of a rule set: rules as boxes, allowed children as arrows."""
+def rule_set_nodes(rule_set):
+    """(nodes, edges) of a rule set: rules as boxes, allowed children as arrows."""
     keys = [rule_set.root_key] + [k for k in rule_set.rule_keys() if k != rule_set.root_key]
     nodes = []
     for key in keys:
@@ -327,8 +279,22 @@ def rule_set_svg(rule_set):
             flags.append("multiple paths")
         sub = key.rpartition(".")[2] + (f" · {', '.join(flags)}" if flags else "")
         nodes.append((key, rule_set.get(key).get_display_name(), sub))
-    edges = [(k, c) for k in keys for c in rule_set.children_keys(k)]
-    return render_graph(nodes, edges)
+    return nodes, [(k, c) for k in keys for c in rule_set.children_keys(k)]
+
+
+def machine_svg(machine_graph, **marks):
+    """The diagram of a machine's current (draft) graph."""
+    return render_graph(*machine_nodes(machine_graph), **marks)
+
+
+def version_svg(version, current=None, visited=(), **marks):
+    """The diagram of a published version, with the current state and visited states marked."""
+    return render_graph(*version_nodes(version), current=current, visited=visited, **marks)
+
+
+def rule_set_svg(rule_set, **marks):
+    """The diagram of a rule set."""
+    return render_graph(*rule_set_nodes(rule_set), **marks)
 
 
 def definition_svg(definition, marks=None):

@@ -6,6 +6,7 @@ A *definition* is the plain dict a published version freezes (flowr.engine.defin
 django-reversion revisions and the live machine all turn into one, so a single pure
 function, diff_definitions(), compares any two of them.
 """
+from collections import Counter
 from dataclasses import dataclass, field
 
 from django.db import transaction
@@ -68,8 +69,11 @@ class DefinitionDiff:
         out = []
         if self.machine_renamed:
             out.append("Renamed the machine from '%s' to '%s'." % self.machine_renamed)
-        out += [f"Added state '{s['name']}' ({s['rule']})." for s in self.added]
-        out += [f"Removed state '{s['name']}' ({s['rule']})." for s in self.removed]
+        # A state pruned and added again has its name twice: the key tells them apart.
+        seen = Counter(s["name"] for s in self.added + self.removed)
+        key = lambda s: f", key {s['key']}" if seen[s["name"]] > 1 else ""  # noqa: E731
+        out += [f"Added state '{s['name']}' ({s['rule']}{key(s)})." for s in self.added]
+        out += [f"Removed state '{s['name']}' ({s['rule']}{key(s)})." for s in self.removed]
         out += [f"Renamed state '{s['old']}' to '{s['new']}'." for s in self.renamed]
         out += [f"Changed the rule of '{s['name']}' from {s['old']} to {s['new']}."
                 for s in self.rule_changed]

@@ -183,6 +183,20 @@ TASKS = {
     },
 }
 
+# Diagram layouts are computed once per graph shape and shared by every worker process of
+# this host through this cache (flowr.layout); FLOWR_CACHE_DIR moves it (the directory
+# must be writable by the site's user only). A file cache, not the database: a GET that
+# fills it changes no data.
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+        "LOCATION": env("FLOWR_CACHE_DIR", str(BASE_DIR / "var" / "cache")),
+        "TIMEOUT": None,
+        "OPTIONS": {"MAX_ENTRIES": 1000},
+    },
+}
+FLOWR_LAYOUT_CACHE = "default"
+
 LOGIN_URL = "admin:login"
 GRAPPELLI_ADMIN_TITLE = "Flowr"
 GRAPPELLI_SWITCH_USER = False

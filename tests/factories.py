@@ -58,3 +58,56 @@ def chain_document(count, name="Chain", key="chain"):
     return {"uuid": str(uuid.uuid4()), "name": name, "description": f"{count} states",
             "rule_set": key, "format": 1,
             "graph": {"root": "start", "states": states, "transitions": edges}}
+
+
+def register_hub_rules(key="hub", spokes=200):
+    """A rule set Hub → Spoke0…SpokeN → Link → Link…, where a Link may loop back to Hub."""
+    if is_registered(key):
+        return
+
+    class Hub(Rule):
+        multiple_paths = True
+        children = [f"Spoke{i}" for i in range(spokes)]
+
+    class Link(Rule):
+        multiple_paths = True
+        children = ["Link", "Hub"]
+
+    spoke_rules = [type(f"Spoke{i}", (Rule,), {"__doc__": "A spoke.", "children": ["Link"]})
+                   for i in range(spokes)]
+    register(RuleSet(key, "Hub", root=Hub, rules=[Hub, Link, *spoke_rules]))
+    sync_rule_sets()
+
+
+def hub_document(count, name=None, key="hub", chain=10):
+    """An import document of `count` states: a hub with spokes, each leading a chain of
+    links; every other chain loops back to the hub, the others end open (so their last
+    link may connect to any link: the longest connect lists a page can have)."""
+    states = [{"key": "hub", "name": "Hub", "rule": f"{key}.Hub", "settings": {}}]
+    edges, spoke = [], 0
+    while len(states) < count:
+        parent = f"s{spoke}"
+        states.append({"key": parent, "name": f"Spoke {spoke}", "rule": f"{key}.Spoke{spoke}",
+                       "settings": {}})
+        edges.append(["hub", parent])
+        for i in range(min(chain - 1, count - len(states))):
+            link = f"s{spoke}l{i}"
+            states.append({"key": link, "name": f"Link {spoke}.{i}", "rule": f"{key}.Link",
+                           "settings": {}})
+            edges.append([parent, link])
+            parent = link
+        if spoke % 2 == 0 and parent != f"s{spoke}":
+            edges.append([parent, "hub"])
+        spoke += 1
+    return {"uuid": str(uuid.uuid4()), "name": name or f"Hub {count}",
+            "description": f"{count} states", "rule_set": key, "format": 1,
+            "graph": {"root": "hub", "states": states, "transitions": edges}}
+
+
+def hub_machine(count, name=None, key="hub", chain=10):
+    """A machine of `count` states shaped like hub_document (rules registered on demand)."""
+    from flowr import interchange
+
+    register_hub_rules(key)
+    machine, _ = interchange.apply_document(hub_document(count, name, key, chain))
+    return machine

@@ -19,6 +19,7 @@ from .. import builder, comparison, engine
 from ..diagrams import definition_svg
 from ..exceptions import FlowrError
 from ..rules import is_registered
+from .builder_views import publish_recorded
 from .instance_filters import MACHINE_PARAM
 
 TEMPLATES = "admin/flowr/machine/"
@@ -129,7 +130,7 @@ class MachineCompareMixin:
             return back
         try:
             latest, result = comparison.compare_draft(machine)
-            version = engine.publish(machine, user=request.user)
+            version = publish_recorded(request, machine)  # in the history and the admin log
         except FlowrError as exc:
             messages.error(request, str(exc))
             return back

@@ -1,14 +1,20 @@
 """The machine admin: add from a rule set, and the builder page with buttons per state."""
+import re
+
 from django import forms
 from django.contrib import admin
 
 from .. import builder
-from ..models import Machine, RuleSetRecord
+from ..models import Machine, RuleSetRecord, State
 from ..rules import get_rule_sets
-from . import builder_views
+from . import builder_page, builder_views, diagram_views
 from .compare import MachineCompareMixin
 from .importexport import MachineImportExportMixin
 from .versioning import MachineVersioningMixin
+
+
+# How Transition.__str__ names a transition whose states are not loaded (it never queries).
+_TRANSITION = re.compile(r"^Transition: transition (\d+) → (\d+)$")
 
 
 class MachineAddForm(forms.ModelForm):
@@ -36,7 +42,7 @@ class MachineAdmin(MachineCompareMixin, MachineImportExportMixin, MachineVersion
     list_select_related = ["rule_set"]
     search_fields = ["name", "description"]
     add_fields = ["rule_set", "name", "description"]
-    change_fields = ["name", "description", "rule_set", "draft_status", "archived"]
+    change_fields = ["name", "description", "archived", "rule_set"]
 
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("rule_set")
@@ -45,16 +51,14 @@ class MachineAdmin(MachineCompareMixin, MachineImportExportMixin, MachineVersion
         return list(self.add_fields if obj is None else self.change_fields)
 
     def get_readonly_fields(self, request, obj=None):
-        return [] if obj is None else ["rule_set", "draft_status"]
+        return [] if obj is None else ["rule_set"]
 
     def get_form(self, request, obj=None, change=False, **kwargs):
         if obj is None:
             kwargs["form"] = MachineAddForm
+        else:  # a compact details section: the builder below is the page's main work
+            kwargs["widgets"] = {"description": forms.Textarea(attrs={"rows": 2})}
         return super().get_form(request, obj, change=change, **kwargs)
-
-    @admin.display(description="Status")
-    def draft_status(self, obj):
-        return getattr(obj, "_flowr_status", "")
 
     def save_model(self, request, obj, form, change):
         """A new machine is created by the builder, with its root state."""
@@ -76,10 +80,22 @@ class MachineAdmin(MachineCompareMixin, MachineImportExportMixin, MachineVersion
                            obj=None):
         url_name = getattr(request.resolver_match, "url_name", "")
         if obj is not None and obj.pk and url_name == "flowr_machine_change":
-            context["flowr"] = builder_views.builder_context(self, request, obj)
-            obj._flowr_status = context["flowr"]["status"]
+            context["flowr"] = builder_page.builder_context(self, request, obj)
+            context["title"] = f"Machine “{obj}”"  # not "Change machine": the builder acts
         return super().render_change_form(request, context, add=add, change=change,
                                           form_url=form_url, obj=obj)
 
+    def get_deleted_objects(self, objs, request):
+        """Django's list of what a delete removes, with each transition named "A → B"."""
+        to_delete, counts, perms, protected = super().get_deleted_objects(objs, request)
+        names = dict(State.objects.filter(machine__in=list(objs)).values_list("pk", "name"))
+
+        def readable(items):
+            return [readable(item) if isinstance(item, list) else
+                    _TRANSITION.sub(lambda m: f"Transition: {names.get(int(m[1]), m[1])} → "
+                                              f"{names.get(int(m[2]), m[2])}", item)
+                    if isinstance(item, str) else item for item in items]
+        return readable(to_delete), counts, perms, protected
+
     def get_urls(self):
-        return builder_views.urls(self) + super().get_urls()
+        return builder_views.urls(self) + diagram_views.urls(self) + super().get_urls()

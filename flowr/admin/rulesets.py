@@ -26,8 +26,34 @@ class RuleRow:
     permission: str
 
 
+@dataclass(frozen=True)
+class FieldInfo:
+    """One field of a rule's settings or step form, as the rule-set page describes it."""
+
+    name: str
+    label: str
+    kind: str
+    required: bool
+    initial: object
+    help_text: str
+
+    def __str__(self):
+        return self.name
+
+
+def _kind(field):
+    kind = type(field).__name__.removesuffix("Field")
+    return {"Char": "Text", "": "Text"}.get(kind, kind)
+
+
 def _form_fields(form_class):
-    return list(form_class.base_fields) if form_class is not None else []
+    """The fields of a form class: name, label, type, required, initial value and help."""
+    if form_class is None:
+        return []
+    return [FieldInfo(name, str(f.label or name.replace("_", " ").capitalize()),
+                      _kind(f), f.required,
+                      f.initial, str(f.help_text or ""))
+            for name, f in form_class.base_fields.items()]
 
 
 def rule_rows(rule_set):
@@ -81,5 +107,6 @@ class RuleSetAdmin(admin.ModelAdmin):
                 extra_context["flowr_unregistered"] = str(exc)
             else:
                 extra_context["flowr_rules"] = rule_rows(rule_set)
-                extra_context["flowr_diagram"] = diagrams.rule_set_svg(rule_set)
+                extra_context["flowr_diagram"] = diagrams.rule_set_svg(rule_set,
+                                                                       interactive=True)
         return super().change_view(request, object_id, form_url, extra_context)
