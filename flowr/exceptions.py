@@ -86,3 +86,15 @@ class OptionsInvalid(GraphError):
 
 class TaskStateGone(StepError):
     """A kept version of an instance's task state is no longer there (expired, replaced)."""
+
+
+class AssignmentError(FlowrError):
+    """A claim, assignment or unassignment was refused; the instance is unchanged."""
+
+
+class AlreadyAssigned(AssignmentError):
+    """Someone else has the instance (e.g. they claimed it a moment earlier)."""
+
+
+class NotACandidate(AssignmentError):
+    """The user is not a candidate of the instance's current state."""

@@ -8,6 +8,7 @@ from django.dispatch import Signal
 instance_started = Signal()
 instance_stepped = Signal()
 instance_moved = Signal()
+instance_assigned = Signal()  # claim, assign, unassign (flowr.assignment)
 
 
 def send_on_commit(signal, instance, entry, user):

@@ -1,2 +1,2 @@
 """Flowr's admin: one ModelAdmin per module."""
-from . import instances, machines, rulesets  # noqa: F401
+from . import desk_sections, instances, machines, rulesets  # noqa: F401

@@ -31,6 +31,7 @@ from ..diagrams import version_svg
 from ..exceptions import FlowrError
 from ..models import Instance
 from . import instance_views as views
+from .assignment import InstanceAssignmentMixin
 from .history import HISTORY_LIMIT, history_rows, visited_keys
 from .instance_filters import StateFilter, StatusFilter, VersionFilter
 from .moves import InstanceMoveMixin
@@ -272,7 +273,8 @@ class InstanceAdminBase(admin.ModelAdmin):
 
 
 @admin.register(Instance)
-class InstanceAdmin(InstanceMoveMixin, InstanceAdminBase):
+class InstanceAdmin(InstanceAssignmentMixin, InstanceMoveMixin, InstanceAdminBase):
     """The instance admin: the base plus one mixin per feature module."""
 
-    actions = [*InstanceAdminBase.actions, "move_to_version"]
+    actions = [*InstanceAdminBase.actions, "move_to_version", "claim_selected",
+               "assign_selected", "unassign_selected"]
