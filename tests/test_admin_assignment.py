@@ -323,5 +323,5 @@ def test_bulk_actions_need_csrf(people, review):
 def test_history_shows_assignments(people, review):
     assignment.claim(review, people["rita"])
     page = login(people["rita"]).get(url("change", review)).content.decode()
-    assert "Assignment" in page and "Claimed." in page
+    assert "Assignment at</span> <strong>Review</strong>" in page and "Claimed." in page
     assert HistoryEntry.objects.filter(instance=review, kind="assign").count() == 1

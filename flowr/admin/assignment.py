@@ -216,8 +216,8 @@ class InstanceAssignmentMixin:
         label = "Reassign to" if obj.assignee_id else "Assign to"
         choice = {"url": self.assignment_url("assign", obj), "label": label, "users": []}
         if not can_assign:
-            choice["reason"] = (f"{label} someone needs the permission “Can assign instances "
-                                f"to other users”.")
+            choice["reason"] = ("Assigning instances needs the permission “Can assign "
+                                "instances to other users”.")
             return choice
         users = assignment.candidate_users(graph, obj.state_key)
         if obj.assignee_id:
