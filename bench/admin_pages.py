@@ -9,17 +9,25 @@ the pages through django.test.Client; times are medians of RUNS warm requests. P
     instance_list_ms, instance_list_queries   (10,000 instances, first page of 100)
     instance_list_queries_10                  (10 instances)
     instance_page_ms, instance_page_queries   (one instance with a few steps of history)
+    index_ms, index_queries                   (the desk, PostgreSQL, 10,000 instances)
+    index_queries_10                          (the desk, PostgreSQL, 10 instances)
+
+The desk figures run in a child process on the scratch PostgreSQL database named by
+FLOWR_BENCH_PG_URL (dropped and re-created), as a reviewer with work in every list.
 """
+import os
 import random
 import statistics
+import subprocess
 import sys
 import time
 import warnings
 
-from _django import setup
+from _django import postgres_available, setup
 
 RUNS = 15
 INSTANCES = 10_000
+PG_URL = os.environ.get("FLOWR_BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432/flowr_bench")
 
 
 def add_instances(count, user, seed=0):
@@ -108,7 +116,82 @@ def main():
     print(f"instance_page_queries: {page_queries}")
     print(f"(instances: {Instance.objects.count()}, runs per figure: {RUNS}, "
           f"database: SQLite file)", file=sys.stderr)
+    index_figures()
+
+
+# -- the desk (admin index) on PostgreSQL ------------------------------------------------------
+
+def index_figures():
+    """index_ms, index_queries and index_queries_10, measured in a child process."""
+    if not postgres_available():
+        print("index_ms: unavailable (PostgreSQL not reachable)", file=sys.stderr)
+        return
+    subprocess.run([sys.executable, os.path.abspath(__file__), "--index-postgres"], check=True)
+
+
+def desk_reviewer():
+    """A reviewer in every demo group who may step and approve: every desk list has rows."""
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Group, Permission
+
+    user = get_user_model().objects.create_user("bench-reviewer", is_staff=True)
+    user.groups.add(*Group.objects.filter(name__in=("Reviewers", "Shipping", "Support")))
+    user.user_permissions.add(*Permission.objects.filter(
+        codename__in=("view_instance", "step_instance", "approve_order")))
+    return user
+
+
+def give_work(user, share=10):
+    """Assign every `share`-th active instance to the user and record a step by them."""
+    from django.utils import timezone
+
+    from flowr.models import HistoryEntry, Instance
+
+    active = list(Instance.objects.filter(status=Instance.ACTIVE, assignee__isnull=True,
+                                          history__isnull=True).order_by("pk")[::share])
+    Instance.objects.filter(pk__in=[i.pk for i in active]).update(assignee=user)
+    HistoryEntry.objects.bulk_create(
+        HistoryEntry(instance=i, seq=0, kind=HistoryEntry.STEP, to_key=i.state_key,
+                     to_name=i.state_name, version_id=i.version_id, user=user,
+                     at=timezone.now()) for i in active)
+
+
+def main_index_postgres():
+    warnings.filterwarnings("ignore", message="No directory at")  # whitenoise: no collectstatic
+    setup(PG_URL)
+    from django.db import connection
+    from django.test import Client
+    from django.test.utils import override_settings
+    from django.urls import reverse
+
+    from flowr.demo.setup import load_demo
+    from flowr.models import Instance
+
+    override_settings(STORAGES={
+        "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }).enable()
+    load_demo()
+    Instance.objects.all().delete()
+    user = desk_reviewer()
+    client = Client()
+    client.force_login(user)
+    url = reverse("admin:index")
+    add_instances(10, user)
+    give_work(user, share=3)
+    _, queries_10 = measure(client, url)
+    add_instances(INSTANCES - 10, user, seed=1)
+    give_work(user)
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE")  # planner statistics, as autovacuum keeps them after a load
+    index_ms, index_queries = measure(client, url)
+    print(f"index_ms: {index_ms:.1f}")
+    print(f"index_queries: {index_queries}")
+    print(f"index_queries_10: {queries_10}")
+    print(f"(desk: {Instance.objects.count()} instances, "
+          f"{Instance.objects.filter(assignee=user).count()} assigned to the reviewer, "
+          f"runs: {RUNS}, database: PostgreSQL)", file=sys.stderr)
 
 
 if __name__ == "__main__":
-    main()
+    main_index_postgres() if "--index-postgres" in sys.argv else main()

@@ -1,15 +1,15 @@
 """The desk's built-in sections: My work and Machines (see flowr/admin/desk.py).
 
 Both cost a constant number of queries whatever the numbers of machines, states and
-instances: every list is one query (its total counted by a window function in the same
-query), and the per-row step buttons come from the instance admin's `prepare_rows`
+instances: every list is one query for its rows (chosen on the instance table alone, then
+read with their related rows) and one for its total, and the per-row step buttons come from the instance admin's `prepare_rows`
 (cached compiled versions, cached permissions), exactly as on the instance list.
 """
 from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.contrib import admin
-from django.db.models import Count, F, OuterRef, Q, Subquery, Window
+from django.db.models import Count, F, Max, OuterRef, Q, Subquery, Window
 from django.db.models.functions import RowNumber
 from django.urls import reverse
 from django.utils import timezone
@@ -23,7 +23,6 @@ from .instance_filters import MACHINE_PARAM, diagram_link, idle_q
 from .instances import row_forms
 
 ROWS = 10  # rows per work list
-RECENT_SCAN = 200  # latest own steps looked at for "recently stepped by me"
 STUCK_AFTER = timedelta(days=1)  # the oldest instance of a state is "stuck" past this
 
 
@@ -77,24 +76,18 @@ class MyWorkSection(desk.DeskSection):
     def load(self, request):
         model_admin, user = instance_admin(request), request.user
         base = model_admin.get_queryset(request)
-        assigned = _with_total(_active(base.filter(assignee_id=user.pk))
-                               .order_by("state_entered_at", "pk"))
-        mine = claimable(base, user).order_by("state_entered_at", "pk")
+        param = AssigneeFilter.parameter_name
         self.lists = [
-            WorkList("assigned", "Assigned to me", "Nothing is assigned to you.",
-                     assigned[:ROWS], more_url=_changelist(
-                         f"?{AssigneeFilter.parameter_name}={AssigneeFilter.ME}&status=active")),
-            WorkList("claimable", "Claimable by my groups", _claimable_empty(user),
-                     _with_total(mine)[:ROWS], more_url=_changelist(
-                         f"?{AssigneeFilter.parameter_name}={AssigneeFilter.MY_GROUPS}")),
-            WorkList("recent", "Recently stepped by me", "You have not stepped any instance yet.",
-                     _recently_stepped(base, user)[:ROWS]),
+            _work_list(base, _active(Instance.objects.filter(assignee_id=user.pk)),
+                       WorkList("assigned", "Assigned to me", "Nothing is assigned to you.",
+                                more_url=_changelist(f"?{param}={AssigneeFilter.ME}"
+                                                     f"&status=active"))),
+            _work_list(base, claimable(Instance.objects.all(), user),
+                       WorkList("claimable", "Claimable by my groups", _claimable_empty(user),
+                                more_url=_changelist(f"?{param}={AssigneeFilter.MY_GROUPS}"))),
+            _recently_stepped(base, user, WorkList(
+                "recent", "Recently stepped by me", "You have not stepped any instance yet.")),
         ]
-        for work in self.lists:
-            work.rows = list(work.rows)
-            work.total = work.rows[0].desk_total if work.rows and work.key != "recent" \
-                else len(work.rows)
-            work.more_url = work.more_url if work.total > len(work.rows) else ""
         self._prepare(request, model_admin)
 
     def _prepare(self, request, model_admin):
@@ -118,8 +111,17 @@ class MyWorkSection(desk.DeskSection):
         }
 
 
-def _with_total(queryset):
-    return queryset.annotate(desk_total=Window(Count("pk")))
+def _work_list(base, which, work):
+    """Fill `work` with the longest-waiting ROWS of `which` (two queries: rows, total).
+
+    The rows are chosen on the instance table alone, then read with their related rows,
+    so the sort never carries the joins of thousands of rows.
+    """
+    first = which.order_by("state_entered_at", "pk").values("pk")[:ROWS]
+    work.rows = list(base.filter(pk__in=first).order_by("state_entered_at", "pk"))
+    work.total = which.count()  # always: the page's query count must not depend on the data
+    work.more_url = work.more_url if work.total > len(work.rows) else ""
+    return work
 
 
 def _claimable_empty(user):
@@ -128,13 +130,16 @@ def _claimable_empty(user):
     return "Nothing waits for your groups."
 
 
-def _recently_stepped(base, user):
-    """The instances the user stepped last, newest first (one query)."""
+def _recently_stepped(base, user, work):
+    """Fill `work` with the instances the user stepped last, newest first (one query)."""
     steps = HistoryEntry.objects.filter(user_id=user.pk, kind=HistoryEntry.STEP)
-    ids = steps.order_by("-at").values("instance_id")[:RECENT_SCAN]
+    last = (steps.order_by().values("instance_id").annotate(last=Max("at"))
+            .order_by("-last", "instance_id").values("instance_id")[:ROWS])
     latest = steps.filter(instance=OuterRef("pk")).order_by("-at").values("at")[:1]
-    return (base.filter(pk__in=ids).annotate(my_last_step=Subquery(latest))
-            .order_by("-my_last_step", "pk"))
+    work.rows = list(base.filter(pk__in=last).annotate(my_last_step=Subquery(latest))
+                     .order_by("-my_last_step", "pk"))
+    work.total = len(work.rows)
+    return work
 
 
 # -- Machines --------------------------------------------------------------------------------
