@@ -325,3 +325,51 @@ def test_history_shows_assignments(people, review):
     page = login(people["rita"]).get(url("change", review)).content.decode()
     assert "Assignment at</span> <strong>Review</strong>" in page and "Claimed." in page
     assert HistoryEntry.objects.filter(instance=review, kind="assign").count() == 1
+
+
+# -- stepping: the same matrix on the page and in bulk ----------------------------------------
+
+STEP_MATRIX = [
+    # who, assignee, outcome of stepping Review → Done
+    ("rita", None, "stepped"),      # a candidate, unassigned
+    ("rita", "rita", "stepped"),    # the assignee
+    ("rick", "rita", "refused"),    # a candidate, but someone has it
+    ("sam", None, "refused"),       # not a candidate
+    ("any", "rita", "stepped"),     # the override permission
+    ("viewer", None, 403),          # view-only staff
+    ("boss", None, 403),            # may assign, may not step
+]
+
+
+@pytest.mark.parametrize("who, has, outcome", STEP_MATRIX)
+def test_step_permission_matrix_on_the_page(people, review, who, has, outcome):
+    if has:
+        assignment.claim(review, people[has])
+    client = login(people[who])
+    done = engine.compiled(review.version).resolve("Done")
+    response = client.post(url("step", review), {"position": review.step_count, "to": done})
+    if outcome == 403:
+        assert response.status_code == 403
+    elif outcome == "refused":
+        reason = "Assigned to rita" if has else "Only members of Reviewers"
+        assert reason in last_message(response)
+        page = client.get(url("change", review)).content.decode()
+        assert "disabled title=\"" + reason in page
+    assert (fresh(review).state_name == "Done") == (outcome == "stepped")
+
+
+@pytest.mark.parametrize("who, has, outcome", STEP_MATRIX)
+def test_step_permission_matrix_in_bulk(people, review, who, has, outcome):
+    if has:
+        assignment.claim(review, people[has])
+    client = login(people[who])
+    response = bulk(client, "step_selected", [review], post="yes", target="Done",
+                    **{f"position_{review.pk}": review.step_count})
+    if outcome == 403:
+        assert response.status_code == 403
+    elif outcome == "refused":
+        [row] = report_rows(client, response)
+        assert not row.ok and ("Assigned to rita" if has else "Only members") in row.reason
+    else:
+        assert report_rows(client, response)[0].ok
+    assert (fresh(review).state_name == "Done") == (outcome == "stepped")

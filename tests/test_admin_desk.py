@@ -3,6 +3,7 @@ import random
 from datetime import timedelta
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
@@ -254,3 +255,31 @@ def test_index_query_count_is_the_same_for_10_and_10000_instances(machine, rita,
     if who == "reviewer":
         assert len(rows) == 10 and assigned.total > 1000
         assert len(work(response, "claimable")[0]) == 10
+
+
+# -- the demo team ---------------------------------------------------------------------------
+
+def test_setupdemo_creates_a_team_with_waiting_work_once(db, settings):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    settings.FLOWR_DEMO = True
+    out = StringIO()
+    call_command("setupdemo", stdout=out)
+    text = out.getvalue()
+    assert "username 'reviewer', password 'flowr-reviewer'" in text
+    assert "username 'shipper', password 'flowr-shipper'" in text
+    call_command("setupdemo", stdout=StringIO())  # idempotent
+    assert Instance.objects.filter(business_key="ORD-1002").count() == 1
+    reviewer = get_user_model().objects.get(username="reviewer")
+    assert reviewer.check_password("flowr-reviewer") and reviewer.is_staff
+    response = login(reviewer).get(INDEX)
+    assigned = [row["instance"].title for row in
+                {w.key: w for w in section(response, "my-work").lists}["assigned"].rows]
+    claimable = {row["instance"].title for row in
+                 {w.key: w for w in section(response, "my-work").lists}["claimable"].rows}
+    assert assigned == ["Office chairs"] and claimable == {"Standing desks", "Monitors"}
+    shipper = get_user_model().objects.get(username="shipper")
+    rows = {w.key: w for w in section(login(shipper).get(INDEX), "my-work").lists}
+    assert [r["instance"].title for r in rows["claimable"].rows] == ["Laptop bags"]
