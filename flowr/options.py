@@ -229,7 +229,7 @@ def clean_options(options, children=(), choices=None, state_name=None):
 
     `children` are (key, name) pairs of the state's children (for timeout_to).
     """
-    if not options:
+    if options is None or options == {}:
         return {}
     form = StateOptionsForm(data=_bindable(options), children=children, choices=choices)
     if not form.is_valid():

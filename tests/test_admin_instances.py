@@ -120,6 +120,19 @@ def test_step_button_for_each_of_several_choices(staff_client, orders):
     assert fresh(orders).state_name == "Submitted"
 
 
+def test_a_stale_tab_is_refused_after_a_cycle(staff_client, demo_machines):
+    """Two tabs show a ticket at Open; tab 1 steps Open → Waiting → Open; tab 2's stale
+    "Waiting on customer" button is then refused, although the state is Open again."""
+    ticket = at(demo_machines["support"].start(), "Open")
+    stale = fresh(ticket)  # tab 2's page
+    post_step(staff_client, fresh(ticket), to="Waiting on customer")
+    post_step(staff_client, fresh(ticket), to="Open")
+    assert fresh(ticket).state_name == "Open"
+    response = post_step(staff_client, stale, to="Waiting on customer")
+    assert message(response).startswith("Already moved: ")
+    assert (fresh(ticket).state_name, fresh(ticket).step_count) == ("Open", 3)
+
+
 def test_step_rejects_get_and_an_unsafe_next_url(staff_client, orders):
     assert staff_client.get(step_url(orders)).status_code == 405
     assert staff_client.get(task_state_url(orders)).status_code == 405

@@ -33,6 +33,20 @@ def test_create_machine_makes_the_root_state(ex):
     assert (root.name, root.rule_key, root.is_root) == ("A", "flowr_example.A", True)
 
 
+def test_create_machine_of_an_unknown_or_unsynced_rule_set_is_a_flowr_error(db):
+    from flowr.exceptions import RuleNotRegistered
+
+    with pytest.raises(RuleNotRegistered, match="Rule set 'no_such_key' is not registered"):
+        builder.create_machine("no_such_key", "Nope")
+
+    class Lone(Rule):
+        pass
+
+    register(RuleSet("unsynced", root=Lone, rules=[Lone]))  # registered, never synced
+    with pytest.raises(RuleNotRegistered, match="run `manage.py syncrulesets`"):
+        builder.create_machine("unsynced", "Nope")
+
+
 def test_flowr_example_machines_that_must_work(ex):
     a = ex.root_state
     # A→C→D, then A→C→(D|E) and the loop E→A.
