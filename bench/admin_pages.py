@@ -134,8 +134,10 @@ def desk_reviewer():
     from django.contrib.auth import get_user_model
     from django.contrib.auth.models import Group, Permission
 
+    from flowr.demo.setup import GROUPS
+
     user = get_user_model().objects.create_user("bench-reviewer", is_staff=True)
-    user.groups.add(*Group.objects.filter(name__in=("Reviewers", "Shipping", "Support")))
+    user.groups.add(*Group.objects.filter(name__in=GROUPS))
     user.user_permissions.add(*Permission.objects.filter(
         codename__in=("view_instance", "step_instance", "approve_order")))
     return user

@@ -49,8 +49,8 @@ def fresh(instance):
 
 def make_user(django_user_model, name, *codenames):
     user = django_user_model.objects.create_user(name, password="pw", is_staff=True)
-    # The demo orders' Submitted state names the Reviewers as its candidates.
-    user.groups.add(Group.objects.get_or_create(name="Reviewers")[0])
+    # The demo orders' Submitted state names the Order reviewers as its candidates.
+    user.groups.add(Group.objects.get_or_create(name="Order reviewers")[0])
     for codename in codenames:
         app, _, code = codename.rpartition(".")
         user.user_permissions.add(Permission.objects.get(content_type__app_label=app,

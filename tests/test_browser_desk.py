@@ -92,7 +92,7 @@ def test_the_demo_login_sees_machines_and_assigns(page, live_server, demo_team, 
     page.select_option("select[name=action]", "assign_selected")
     with page.expect_navigation():
         page.locator("button[name=index], .grp-button[type=submit]", has_text="Go").first.click()
-    page.select_option("#id_user", label="reviewer (Reviewers)")
+    page.select_option("#id_user", label="reviewer (Order reviewers)")
     page.screenshot(path=os.path.join(artifacts_dir, "bulk_assign.png"), full_page=True)
     with page.expect_navigation():
         page.get_by_role("button", name="Assign the selected instances").click()

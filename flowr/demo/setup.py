@@ -12,14 +12,14 @@ from flowr.models import Machine
 DEMO_USERNAME = "demo"
 DEMO_PASSWORD = "flowr-demo"
 FIXTURE = Path(__file__).resolve().parents[2] / "fixtures" / "demo_machines.json"
-#: The demo fixture's candidate groups (also created by migration flowr_demo 0002).
-GROUPS = ("Reviewers", "Shipping", "Support")
+#: The demo fixture's candidate groups (load_demo creates them before importing it).
+GROUPS = ("Order reviewers", "Shipping team", "Support agents")
 _TEAM_PERMISSIONS = ("flowr.view_instance", "flowr.step_instance", "flowr.view_machine",
                      "flowr.view_machineversion", "flowr.view_rulesetrecord")
-_GROUP_PERMISSIONS = {"Reviewers": ("flowr_demo.approve_order",)}
+_GROUP_PERMISSIONS = {"Order reviewers": ("flowr_demo.approve_order",)}
 #: Demo users: (username, password, group). `make run` prints them.
-TEAM = (("reviewer", "flowr-reviewer", "Reviewers"), ("shipper", "flowr-shipper", "Shipping"),
-        ("agent", "flowr-agent", "Support"))
+TEAM = (("reviewer", "flowr-reviewer", "Order reviewers"),
+        ("shipper", "flowr-shipper", "Shipping team"), ("agent", "flowr-agent", "Support agents"))
 #: Instances the team finds waiting: (machine, business key, title, states to step through,
 #: team member who claims it or None).
 _WORK = (
@@ -44,7 +44,7 @@ def load_demo():
     """Import, publish and start the demo machines that do not exist yet; returns their names."""
     from django.contrib.auth.models import Group
 
-    for name in GROUPS:  # a flushed test database has lost the migration's groups
+    for name in GROUPS:  # the fixture names them as candidate groups: they must exist
         Group.objects.get_or_create(name=name)
     created = []
     for doc in demo_documents():
