@@ -192,19 +192,25 @@ def _status_totals(now):
 
 
 def _oldest_per_state(now):
-    """One row per (machine, state) with active instances: the oldest of them, with the
-    state's active and overdue counts (one query, window functions)."""
+    """One row per (machine, state) with active instances: their count, how many are
+    overdue and the oldest of them (two queries: an aggregate, and the first row of each
+    state by a window function)."""
+    active = _active(Instance.objects.order_by())
+    counts = {(row["machine_id"], row["state_key"]): row for row in active.values(
+        "machine_id", "state_key").annotate(active=Count("pk"),
+                                            overdue=Count("pk", filter=Q(due_at__lt=now)))}
     by_state = [F("machine_id"), F("state_key")]
-    rows = (_active(Instance.objects.order_by())
-            .annotate(rank=Window(RowNumber(), partition_by=by_state,
-                                  order_by=[F("state_entered_at").asc(), F("pk").asc()]),
-                      active=Window(Count("pk"), partition_by=by_state),
-                      overdue=Window(Count("pk", filter=Q(due_at__lt=now)),
-                                     partition_by=by_state))
-            .filter(rank=1)
-            .values("pk", "machine_id", "state_key", "state_name", "state_entered_at",
-                    "due_at", "title", "business_key", "active", "overdue"))
-    return list(rows)
+    oldest = (active.annotate(rank=Window(RowNumber(), partition_by=by_state,
+                                          order_by=[F("state_entered_at").asc(), F("pk").asc()]))
+              .filter(rank=1)
+              .values("pk", "machine_id", "state_key", "state_name", "state_entered_at",
+                      "due_at", "title", "business_key"))
+    rows = []
+    for row in oldest:
+        found = counts.get((row["machine_id"], row["state_key"]))
+        if found:  # an instance that moved between the two reads is shown next time
+            rows.append({**row, "active": found["active"], "overdue": found["overdue"]})
+    return rows
 
 
 def _machine_block(pk, name, archived, totals, states, now):
