@@ -47,4 +47,6 @@ def _delete_task_state(sender, instance, **kwargs):
 
     pk, version, previous = instance.pk, instance.task_state_version, \
         instance.task_state_previous
-    transaction.on_commit(lambda: delete_all(pk, version, previous))
+    # robust: the row is gone once this runs; a store that fails (a custom one may raise
+    # anything) is logged by Django, never turned into an error page after the fact.
+    transaction.on_commit(lambda: delete_all(pk, version, previous), robust=True)

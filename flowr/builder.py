@@ -304,9 +304,7 @@ def update_state(state, name=None, settings=None, options=None):
         graph = _locked(state.machine)
         state = _current(graph, state)
         if name is not None:
-            name = name.strip()
-            if not name:
-                raise GraphError(f"State '{state}' needs a name.")
+            name = _valid_name(name, state)
             if name != state.name and name in graph.names.values():
                 raise GraphError(f"A state named '{name}' already exists in machine "
                                  f"'{graph.machine}'; choose another name.")
@@ -319,6 +317,20 @@ def update_state(state, name=None, settings=None, options=None):
         state.save(update_fields=["name", "settings", "options"])
         _touch(state.machine)
     return state
+
+
+def _valid_name(name, state):
+    """A state's new name, stripped; refused when empty, too long or holding NUL."""
+    name = name.strip()
+    limit = State._meta.get_field("name").max_length
+    if not name:
+        raise GraphError(f"State '{state}' needs a name.")
+    if len(name) > limit:
+        raise GraphError(f"The name of state '{state}' can have at most {limit} characters "
+                         f"(it has {len(name)}).")
+    if "\x00" in name:
+        raise GraphError(f"The name of state '{state}' cannot contain a NUL character.")
+    return name
 
 
 def _touch(machine):

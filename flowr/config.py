@@ -11,11 +11,17 @@ DEFAULTS = {
     "FLOWS_REDIS_STATE_STORE_PORT": 6379,
     "FLOWS_REDIS_STATE_STORE_USER": "",
     "FLOWS_REDIS_STATE_STORE_PASSWORD": "",
-    # Seconds to wait for Redis to accept a connection or answer (then StoreUnavailable).
-    "FLOWS_REDIS_STATE_STORE_SOCKET_TIMEOUT": 5,
+    # Seconds to wait for a Redis answer, and for a new connection to Redis (then
+    # StoreUnavailable): task states are small, so a Redis slower than this is stalled.
+    "FLOWS_REDIS_STATE_STORE_SOCKET_TIMEOUT": 0.5,
+    "FLOWS_REDIS_STATE_STORE_CONNECT_TIMEOUT": 0.5,
     "FLOWS_TASK_IDLE_TIMEOUT": 20 * 60,
     "FLOWR_IMPORT_MAX_BYTES": 2 * 1024 * 1024,
     "FLOWR_IMPORT_MAX_STATES": 2000,
+    # Import uploads wait for their confirmation in this folder (default: a
+    # "flowr-imports" folder in the system's temp dir), at most this many seconds.
+    "FLOWR_IMPORT_TMP_DIR": "",
+    "FLOWR_IMPORT_TMP_MAX_AGE": 60 * 60,
 }
 
 

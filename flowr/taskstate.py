@@ -200,7 +200,9 @@ def retire(instance_pk, keep=(), delete=()):
             # Nothing is lost: superseded versions are never read and expire by themselves.
             logger.warning("Could not retire task states %s of instance %s: %s",
                            delete, instance_pk, exc)
-    transaction.on_commit(after_commit)
+    # robust: the change is committed; any other error of a (custom) store is logged by
+    # Django instead of turning the finished request into an error page.
+    transaction.on_commit(after_commit, robust=True)
 
 
 def _touch(store, instance_pk, version):

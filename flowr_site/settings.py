@@ -54,7 +54,7 @@ CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
 INSTALLED_APPS = [
     "grappelli.dashboard",  # before grappelli: its admin/index.html renders the desk
     "grappelli",
-    "django.contrib.admin",
+    "flowr_site.apps.FlowrAdminConfig",  # django.contrib.admin with Flowr's admin site
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -186,8 +186,10 @@ _FLOWR_SETTINGS = {
     "FLOWS_STATE_STORE": str, "FLOWS_REDIS_STATE_STORE_HOST": str,
     "FLOWS_REDIS_STATE_STORE_PORT": int, "FLOWS_REDIS_STATE_STORE_DB": int,
     "FLOWS_REDIS_STATE_STORE_USER": str, "FLOWS_REDIS_STATE_STORE_PASSWORD": str,
-    "FLOWS_REDIS_STATE_STORE_SOCKET_TIMEOUT": float, "FLOWS_TASK_IDLE_TIMEOUT": int,
+    "FLOWS_REDIS_STATE_STORE_SOCKET_TIMEOUT": float,
+    "FLOWS_REDIS_STATE_STORE_CONNECT_TIMEOUT": float, "FLOWS_TASK_IDLE_TIMEOUT": int,
     "FLOWR_IMPORT_MAX_BYTES": int, "FLOWR_IMPORT_MAX_STATES": int,
+    "FLOWR_IMPORT_TMP_DIR": str, "FLOWR_IMPORT_TMP_MAX_AGE": int,
 }
 for _name, _type in _FLOWR_SETTINGS.items():
     if env(_name) is not None:
@@ -196,11 +198,16 @@ for _name, _type in _FLOWR_SETTINGS.items():
         except ValueError:
             raise ImproperlyConfigured(f"{_name}={env(_name)!r} is not a valid {_type.__name__}.")
 
+# Cookies sent over HTTPS only: on in production (DEBUG=0). FLOWR_SECURE_COOKIES=0 lets
+# production settings be tried over plain HTTP (check --deploy then warns about it).
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env_bool("FLOWR_SECURE_COOKIES", not DEBUG)
+# Trust the X-Forwarded-Proto header only when told a proxy sets it (and strips it
+# from clients); otherwise anyone could claim HTTPS by sending the header themselves.
+if env_bool("FLOWR_TRUST_X_FORWARDED_PROTO", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
 if not DEBUG:
     SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
-    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
-    SESSION_COOKIE_SECURE = True
-    CSRF_COOKIE_SECURE = True
     SECURE_HSTS_SECONDS = int(env("SECURE_HSTS_SECONDS", str(60 * 60 * 24 * 365)))
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", True)
@@ -208,9 +215,16 @@ if not DEBUG:
     SECURE_REFERRER_POLICY = "same-origin"
     X_FRAME_OPTIONS = "DENY"
 
+# One console handler on the root logger. Django's own "django" logger handlers are
+# replaced by none, so every record (a 500's traceback included) is written once; a
+# 4xx response (403, 404, a refused CSRF token) is one line, without a traceback.
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "filters": {"client_errors_without_traceback": {
+        "()": "flowr_site.log.ClientErrorsWithoutTraceback"}},
+    "handlers": {"console": {"class": "logging.StreamHandler",
+                             "filters": ["client_errors_without_traceback"]}},
+    "loggers": {"django": {"handlers": [], "level": "INFO", "propagate": True}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "WARNING")},
 }

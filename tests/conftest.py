@@ -8,7 +8,10 @@ import pytest
 REQUIRE_SERVICES = os.environ.get("FLOWR_REQUIRE_SERVICES") == "1"
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
 # A separate DB number, flushed by the tests that use it; parallel checkouts set their own.
-REDIS_TEST_DB = int(os.environ.get("FLOWR_REDIS_TEST_DB", "9"))
+# Each pytest-xdist worker adds its number (gw1: +1), so that two workers never flush
+# each other's keys (`make test` runs two: DBs 9 and 10 by default).
+REDIS_TEST_DB = int(os.environ.get("FLOWR_REDIS_TEST_DB", "9")) + int(
+    os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = os.path.join(os.path.dirname(os.path.dirname(__file__)), "artifacts")
 

@@ -1,7 +1,9 @@
 """Machines as JSON: round trips, every validation error, limits, revisions, fuzzing, admin."""
 import copy
 import json
+import os
 import sys
+import time
 import uuid
 
 import pytest
@@ -706,3 +708,61 @@ def test_admin_import_of_unchanged_machines_says_so(staff_client, demo_machines)
     assert [str(m) for m in response.context["messages"]] == [
         "Import finished: 1 unchanged: Support ticket."]
     assert Revision.objects.count() == revisions
+
+
+# -- uploads waiting for their confirmation -------------------------------------------
+
+@pytest.fixture
+def uploads(settings, tmp_path):
+    """The folder of import uploads, private to the test."""
+    settings.FLOWR_IMPORT_TMP_DIR = str(tmp_path / "uploads")
+    from flowr.admin.importexport import ImportUploads
+
+    return lambda: sorted(os.listdir(ImportUploads.folder()))
+
+
+def test_confirmed_upload_is_removed(staff_client, demo_machines, uploads):
+    response = _preview(staff_client, json.dumps([doc_named("Support ticket")]))
+    assert len(uploads()) == 1  # kept for the confirmation
+    staff_client.post(reverse("admin:flowr_machine_process_import"),
+                      {**response.context["confirm_form"].initial})
+    assert uploads() == []
+
+
+@pytest.mark.parametrize("content", ["[1, 2", json.dumps([{"name": "no rule set"}])])
+def test_refused_upload_is_removed_at_once(staff_client, demo_machines, uploads, content):
+    response = _preview(staff_client, content)
+    assert "Confirm import" not in response.content.decode()
+    assert uploads() == []
+
+
+def test_upload_never_confirmed_is_removed_after_the_maximum_age(staff_client, demo_machines,
+                                                                   uploads, settings):
+    from flowr.admin.importexport import ImportUploads
+
+    settings.FLOWR_IMPORT_TMP_MAX_AGE = 3600
+    _preview(staff_client, json.dumps([doc_named("Support ticket")]))
+    (left,) = uploads()
+    path = os.path.join(ImportUploads.folder(), left)
+    assert ImportUploads.remove_old() == 0  # younger than an hour: kept
+    os.utime(path, (time.time() - 3601, time.time() - 3601))
+    _preview(staff_client, json.dumps([doc_named("Order approval")]))  # sweeps old ones
+    assert left not in uploads() and len(uploads()) == 1
+
+
+@pytest.mark.parametrize("field, value", [
+    ("format", "abc"), ("format", "7"), ("resource", "9"), ("resource", "x"),
+    ("import_file_name", "../../etc/passwd"), ("import_file_name", "\x00"),
+])
+def test_altered_confirmation_is_refused_with_a_message(staff_client, demo_machines, uploads,
+                                                         tmp_path, field, value):
+    response = _preview(staff_client, json.dumps([doc_named("Support ticket")]))
+    bystander = tmp_path / "uploads" / "not-an-upload.txt"
+    bystander.write_text("kept")
+    before = database_snapshot()
+    data = {**response.context["confirm_form"].initial, field: value}
+    response = staff_client.post(reverse("admin:flowr_machine_process_import"), data,
+                                 follow=True)
+    assert response.status_code == 200
+    assert [str(m) for m in response.context["messages"]][0].startswith("Nothing was imported")
+    assert database_snapshot() == before and bystander.read_text() == "kept"

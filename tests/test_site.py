@@ -117,3 +117,23 @@ def test_flows_settings_come_from_the_environment_with_config_defaults():
     result = _manage("check", env={"FLOWS_REDIS_STATE_STORE_PORT": "six"})
     assert result.returncode != 0
     assert "FLOWS_REDIS_STATE_STORE_PORT='six' is not a valid int" in result.stderr
+
+
+def test_grappelli_switch_user_and_lookups_are_not_routed(staff_client, admin_user,
+                                                          django_user_model):
+    other = django_user_model.objects.create_superuser("other", "o@example.com", "pw")
+    url = f"/grappelli/switch/user/{other.pk}/?redirect=/admin/"
+    assert staff_client.get(url).status_code == 404
+    assert staff_client.get("/admin/").context["user"] == admin_user  # not switched
+    lookup = "?object_id=1&app_label=auth&model_name=user&query_string=password__gt=a"
+    for kind in ("related", "m2m", "autocomplete"):
+        assert staff_client.get(f"/grappelli/lookup/{kind}/{lookup}&term=a").status_code == 404
+
+
+@pytest.mark.parametrize("url", ["/admin/", "/admin/flowr/machine/", "/admin/flowr/machine/add/",
+                                 "/admin/flowr/instance/", "/admin/auth/user/",
+                                 "/admin/auth/user/add/"])
+def test_admin_pages_render_without_grappelli_urls(staff_client, url):
+    response = staff_client.get(url)
+    assert response.status_code == 200
+    assert "grp-" in response.content.decode()

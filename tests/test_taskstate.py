@@ -147,7 +147,7 @@ def test_redis_round_trips_per_step(redis_db, settings, demo_machines, monkeypat
     fresh(ticket).step(to="Open")  # hooks read (GETEX) and write (SET); retire after COMMIT
     changed = len(sent)
     instance = fresh(ticket)
-    instance.task_state  # noqa: B018 - loaded before the step: the step shares it (no second read)
+    assert instance.task_state  # loaded before the step: the step shares it (no re-read)
     sent.clear()
     engine.step(instance, to="Resolved")  # unchanged: one EXPIRE
     assert (changed, len(sent)) == (3, 1)

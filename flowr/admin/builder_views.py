@@ -22,6 +22,7 @@ from .. import diagrams as _diagrams
 from .. import graph as _graph
 from ..exceptions import FlowrError, GraphError, RuleNotRegistered, SettingsInvalid
 from ..rules import get_rule_set, is_registered
+from ._ids import parse_pk
 
 
 # -- page context ---------------------------------------------------------------------
@@ -208,7 +209,8 @@ def _permitted(model_admin, request, machine, needs):
 
 
 def _other_state(machine, request, name="child"):
-    other = machine.states.filter(pk=request.POST.get(name) or None).first()
+    pk = parse_pk(machine.states.model, request.POST.get(name))
+    other = machine.states.filter(pk=pk).first() if pk is not None else None
     if other is None:
         raise GraphError("Choose an existing state of this machine; the chosen one does not "
                          "exist (any more). Nothing was changed.")

@@ -1,18 +1,25 @@
 """Import/export of machines as JSON in the admin (django-import-export)."""
+import os
+import re
+import tempfile
+import time
+
 from django import forms
 from django.contrib import messages
+from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
 from django.http import HttpResponse, HttpResponseRedirect
-from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.text import slugify
 from import_export.admin import ImportExportMixin
-from import_export.forms import ExportForm, ImportForm
+from import_export.forms import ConfirmImportForm, ExportForm, ImportForm
 from import_export.results import RowResult
+from import_export.tmp_storages import TempFolderStorage
 
 from .. import config, interchange
 from ..resources import MachineJSON, MachineResource
+from ._ids import get_or_404
 
 MAX_MESSAGES = 20
 
@@ -28,6 +35,79 @@ class MachineImportForm(ImportForm):
         return upload
 
 
+class MachineConfirmImportForm(ConfirmImportForm):
+    """The confirm step's hidden fields; only Flowr's one format and resource exist."""
+
+    def clean_format(self):
+        return _only_zero(self.cleaned_data["format"])
+
+    def clean_resource(self):
+        return _only_zero(self.cleaned_data["resource"] or "0")
+
+
+def _only_zero(value):
+    if value != "0":  # index of the one import format / resource (Flowr JSON)
+        raise forms.ValidationError("Flowr imports one format only (Flowr JSON).")
+    return value
+
+
+class ImportUploads(TempFolderStorage):
+    """Uploads waiting between preview and confirm, in a private folder, removed on
+    confirm and on refusal, and after FLOWR_IMPORT_TMP_MAX_AGE seconds at the latest."""
+
+    PREFIX = "flowr-import-"
+    _NAME = re.compile(r"^flowr-import-[A-Za-z0-9_]{4,64}$")
+
+    @staticmethod
+    def folder():
+        """The folder of waiting uploads (FLOWR_IMPORT_TMP_DIR), created private."""
+        path = config.get("FLOWR_IMPORT_TMP_DIR") or os.path.join(tempfile.gettempdir(),
+                                                                   "flowr-imports")
+        os.makedirs(path, mode=0o700, exist_ok=True)
+        return path
+
+    @classmethod
+    def remove_old(cls, max_age=None):
+        """Remove the uploads older than `max_age` seconds; returns how many."""
+        max_age = config.get("FLOWR_IMPORT_TMP_MAX_AGE") if max_age is None else max_age
+        folder, limit, removed = cls.folder(), time.time() - max_age, 0
+        for entry in os.scandir(folder):
+            try:
+                old = cls._NAME.match(entry.name) and entry.stat().st_mtime < limit
+            except FileNotFoundError:  # removed meanwhile by another process
+                continue
+            if old:
+                removed += _unlink(entry.path)
+        return removed
+
+    def save(self, data):
+        self.remove_old()
+        handle, path = tempfile.mkstemp(prefix=self.PREFIX, dir=self.folder())
+        with os.fdopen(handle, "wb") as file:
+            file.write(data)
+        self.name = os.path.basename(path)
+
+    def get_full_path(self):
+        if not self._NAME.match(self.name or ""):
+            # A posted name that is not one of ours names no upload (never another file).
+            raise FileNotFoundError(f"No import upload named {self.name!r}.")
+        return os.path.join(self.folder(), self.name)
+
+    def remove(self):
+        try:
+            _unlink(self.get_full_path())
+        except FileNotFoundError:
+            pass
+
+
+def _unlink(path):
+    try:
+        os.remove(path)
+    except FileNotFoundError:
+        return 0
+    return 1
+
+
 def json_download(queryset, filename):
     """An attachment response holding the machines of `queryset` as Flowr JSON."""
     data = MachineJSON().export_data(MachineResource().export(queryset))
@@ -41,6 +121,8 @@ class MachineImportExportMixin(ImportExportMixin):
 
     resource_classes = [MachineResource]
     import_form_class = MachineImportForm
+    confirm_form_class = MachineConfirmImportForm
+    tmp_storage_class = ImportUploads
     export_form_class = ExportForm  # no field picking: every column is needed to round-trip
     import_template_name = "admin/flowr/machine/import.html"
     export_template_name = "admin/flowr/machine/export.html"
@@ -81,7 +163,7 @@ class MachineImportExportMixin(ImportExportMixin):
 
     def export_one_view(self, request, object_id):
         """Download one machine as JSON (a read: GET is fine)."""
-        machine = get_object_or_404(self.get_queryset(request), pk=object_id)
+        machine = get_or_404(self.get_queryset(request), unquote(object_id))
         if not (self.has_export_permission(request)
                 and self.has_view_or_change_permission(request, machine)):
             raise PermissionDenied
@@ -110,6 +192,8 @@ class MachineImportExportMixin(ImportExportMixin):
             # import-export leaves the field list empty when the form has errors.
             context["fields_list"] = [(MachineResource.get_display_name(),
                                        list(interchange.COLUMNS))]
+        if context is not None and not context.get("confirm_form"):
+            _discard_upload(request)  # refused: nothing will confirm it
         return response
 
     def add_data_read_fail_error_to_form(self, form, e):
@@ -124,13 +208,24 @@ class MachineImportExportMixin(ImportExportMixin):
         form.add_error("import_file", message)
 
     def process_import(self, request, **kwargs):
+        if request.method != "POST" or not self.has_import_permission(request):
+            return super().process_import(request, **kwargs)  # 405 or 403
+        # Confirmed or refused, the upload is done with afterwards (import-export only
+        # removes it when the import runs to its end).
+        upload = ImportUploads(name=request.POST.get("import_file_name", ""))
         try:
+            if not self.create_confirm_form(request).is_valid():
+                messages.error(request, "Nothing was imported: the confirmation form was "
+                                        "incomplete or altered; upload the file again.")
+                return HttpResponseRedirect(self._import_url())
             return super().process_import(request, **kwargs)
         except interchange.DocumentError as exc:
             messages.error(request, f"Nothing was imported: {exc}")
         except (OSError, UnicodeDecodeError):
             messages.error(request, "Nothing was imported: the uploaded file is no longer "
                                     "available (or was changed); upload it again.")
+        finally:
+            upload.remove()
         return HttpResponseRedirect(self._import_url())
 
     def process_result(self, result, request):
@@ -160,3 +255,10 @@ class MachineImportExportMixin(ImportExportMixin):
     def _import_url(self):
         return reverse("%s:%s_%s_import" % (self.admin_site.name, self.opts.app_label,
                                             self.opts.model_name))
+
+
+def _discard_upload(request):
+    """Remove the upload of a refused preview (import-export keeps it for a confirm)."""
+    name = getattr(request.FILES.get("import_file"), "tmp_storage_name", None)
+    if name:
+        ImportUploads(name=name).remove()

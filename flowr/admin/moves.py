@@ -1,6 +1,6 @@
 """Moving instances between versions of their machine: dry-run preview, then confirm."""
 from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import PermissionDenied
 from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -9,6 +9,7 @@ from django.views.decorators.http import require_POST
 from .. import versioning
 from ..exceptions import FlowrError
 from ..models import Instance, MachineVersion
+from ._ids import parse_pk, parse_pks
 
 
 class InstanceMoveMixin:
@@ -51,12 +52,11 @@ class InstanceMoveMixin:
         """Instances named by `ids` (repeated) or all active ones of source `version`."""
         instances = Instance.objects.select_related("machine", "version")
         if data.get("version"):
-            return list(instances.filter(version_id=data["version"], status=Instance.ACTIVE))
-        ids = [i for i in data.getlist("ids") if i]
-        try:
-            return list(instances.filter(pk__in=ids))
-        except (ValidationError, ValueError):  # a malformed id selects nothing
-            return []
+            version = parse_pk(MachineVersion, data["version"])  # malformed: nothing
+            return list(instances.filter(version_id=version, status=Instance.ACTIVE)
+                        ) if version is not None else []
+        ids = parse_pks(Instance, [i for i in data.getlist("ids") if i]) or []
+        return list(instances.filter(pk__in=ids))
 
     def _target(self, machine, ref):
         versions = list(machine.versions.select_related("published_by").defer("definition")
@@ -96,7 +96,8 @@ class InstanceMoveMixin:
         if not self.has_change_permission(request):
             raise PermissionDenied
         instances = self._selected(request.POST)
-        target = MachineVersion.objects.filter(pk=request.POST.get("target") or None).first()
+        target_pk = parse_pk(MachineVersion, request.POST.get("target"))
+        target = MachineVersion.objects.filter(pk=target_pk).first() if target_pk else None
         if not instances or target is None:
             self.message_user(request, "Choose instances and a target version to move them.",
                               messages.ERROR)

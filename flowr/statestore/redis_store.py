@@ -19,12 +19,20 @@ from redis.backoff import NoBackoff
 from redis.exceptions import (
     AuthenticationError, NoPermissionError, RedisError, ResponseError,
 )
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
 from .. import config
 from .base import BaseStateStore, StateNotFound, StoreUnavailable, dumps
 
 KEY_PREFIX = "flowr:task_state:"
+#: Every command the store sends (SELECT only for a non-zero DB; redis-py's handshake
+#: needs nothing else: AUTH/HELLO are always allowed, CLIENT SETINFO may be refused).
+#: The README's ACL line, /healthz and the error messages all name this list.
+REQUIRED_COMMANDS = ("get", "getex", "set", "expire", "del", "ping", "select")
+ACL_RULES = f"~{KEY_PREFIX}* " + " ".join(f"+{name}" for name in REQUIRED_COMMANDS)
+_HEALTH_KEY = KEY_PREFIX + "healthz"  # never a task id (those are instance ids)
 
 _clients = {}  # connection settings -> redis.Redis on ONE ConnectionPool, per process
 _clients_lock = threading.Lock()
@@ -33,6 +41,7 @@ _clients_lock = threading.Lock()
 def _connection_settings():
     """The connection settings, read when used (a tuple, the key of the pool)."""
     timeout = config.get("FLOWS_REDIS_STATE_STORE_SOCKET_TIMEOUT")
+    connect = config.get("FLOWS_REDIS_STATE_STORE_CONNECT_TIMEOUT")
     return (
         config.get("FLOWS_REDIS_STATE_STORE_HOST"),
         int(config.get("FLOWS_REDIS_STATE_STORE_PORT")),
@@ -40,6 +49,7 @@ def _connection_settings():
         config.get("FLOWS_REDIS_STATE_STORE_USER") or None,
         config.get("FLOWS_REDIS_STATE_STORE_PASSWORD") or None,
         float(timeout) if timeout else None,
+        float(connect) if connect else None,
     )
 
 
@@ -51,12 +61,13 @@ def client(settings=None):
         return found
     with _clients_lock:
         if settings not in _clients:
-            host, port, db, user, password, timeout = settings
+            host, port, db, user, password, timeout, connect = settings
             pool = redis.ConnectionPool(
                 host=host, port=port, db=db, username=user, password=password,
-                socket_timeout=timeout, socket_connect_timeout=timeout,
-                # One immediate retry replaces a pooled connection the server closed.
-                retry=Retry(NoBackoff(), 1),
+                socket_timeout=timeout, socket_connect_timeout=connect,
+                # One immediate retry replaces a pooled connection the server closed;
+                # a timeout is not retried, so a stalled Redis costs one timeout.
+                retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
             )
             _clients[settings] = redis.Redis(connection_pool=pool)
         return _clients[settings]
@@ -76,13 +87,26 @@ def _explain(exc, settings):
         return (f"{where} refused the credentials ({text}). Check "
                 f"FLOWS_REDIS_STATE_STORE_USER and FLOWS_REDIS_STATE_STORE_PASSWORD.")
     if isinstance(exc, NoPermissionError) or text.startswith("NOPERM"):
-        return (f"{where} refused a command ({text}). Check the ACL of that Redis user: "
-                f"it needs GETEX, SET, DEL and PING on keys '{KEY_PREFIX}*'.")
+        return (f"{where} refused a command ({text}). {_acl_hint(settings)}")
     if isinstance(exc, ResponseError):
         return f"{where} answered with an error ({text})."
+    if isinstance(exc, RedisTimeoutError) and "connecting" not in text:
+        return (f"{where} did not answer within {settings[5]} s "
+                f"(FLOWS_REDIS_STATE_STORE_SOCKET_TIMEOUT): it is stalled, paused or "
+                f"overloaded. Nothing was changed; try again when Redis answers.")
+    if isinstance(exc, RedisTimeoutError):
+        return (f"{where} could not be connected to within {settings[6]} s "
+                f"(FLOWS_REDIS_STATE_STORE_CONNECT_TIMEOUT). Check that Redis is running "
+                f"there and reachable.")
     return (f"{where} cannot be reached ({type(exc).__name__}: {text}). Check that Redis "
             f"is running there and that FLOWS_REDIS_STATE_STORE_HOST, _PORT and _DB are "
             f"right.")
+
+
+def _acl_hint(settings):
+    user = settings[3] or "default"
+    return (f"Check the ACL of that Redis user: it needs these commands and keys: "
+            f"ACL SETUSER {user} {ACL_RULES}")
 
 
 class StateStore(BaseStateStore):
@@ -143,5 +167,17 @@ class StateStore(BaseStateStore):
             pipe.execute()
 
     def health(self):
-        with self._redis() as r:
-            r.ping()
+        """Every command the store uses, on a health key: one pipelined round trip."""
+        settings = _connection_settings()
+        with self._redis() as r:  # a refused SELECT fails while connecting
+            pipe = r.pipeline(transaction=False)
+            pipe.ping().set(_HEALTH_KEY, "{}", ex=60).getex(_HEALTH_KEY, ex=60)
+            pipe.get(_HEALTH_KEY).expire(_HEALTH_KEY, 60).delete(_HEALTH_KEY)
+            results = pipe.execute(raise_on_error=False)
+        names = ("PING", "SET", "GETEX", "GET", "EXPIRE", "DEL")
+        refused = [(name, result) for name, result in zip(names, results, strict=True)
+                   if isinstance(result, Exception)]
+        if refused:
+            raise StoreUnavailable(
+                f"{_where(settings)} refused {', '.join(name for name, _ in refused)} "
+                f"({refused[0][1]}). {_acl_hint(settings)}", store="redis")
