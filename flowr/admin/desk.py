@@ -6,13 +6,13 @@ Settings: ``"grappelli.dashboard"`` in INSTALLED_APPS (before ``"grappelli"``, s
 (My work, Machines, and whatever other modules add); the narrow right one grappelli's
 own application list and recent actions.
 
-Why grappelli's dashboard rather than ``AdminSite.index_template``: the index needs the
-request (whose work, which permissions) and a list of independent parts that other
-modules can add to. Grappelli's dashboard is exactly that — modules built with the
-request context (``init_with_context``), rendered with grappelli's own markup (columns,
-collapsible ``grp-module`` boxes) — and it keeps the application list and recent actions
-as ready-made modules; ``index_template`` would need a custom AdminSite (or a forked
-index template) to get the same context in.
+Why grappelli's dashboard rather than ``AdminSite.index_template``: the index is a list
+of independent parts, each needing the request (whose work, which permissions), that
+other modules add to. Grappelli's dashboard is exactly that: modules built with the
+request context (``init_with_context``) and rendered in grappelli's own markup (columns,
+collapsible ``grp-module`` boxes), with its application list and recent actions as
+ready-made modules. ``index_template`` would mean our own index template (a fork of
+grappelli's) plus an ``index()`` override feeding it, for the same result.
 
 Adding a section (e.g. "Incidents") from another module, without editing this one::
 
@@ -34,7 +34,9 @@ Adding a section (e.g. "Incidents") from another module, without editing this on
 
 ``register`` works as a call or a decorator and raises SectionAlreadyRegistered on a
 duplicate key; ``unregister(key)``, ``is_registered(key)`` and ``get_sections()`` complete it.
-The built-in sections live in flowr/admin/desk_sections.py.
+Register at import time from a module that flowr/admin/__init__.py imports (as it imports
+flowr/admin/desk_sections.py, home of the built-in My work and Machines). Each request
+gets fresh section objects; ``load`` sets whatever the section's template reads.
 """
 from grappelli.dashboard import Dashboard, modules
 
