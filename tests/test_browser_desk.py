@@ -6,7 +6,8 @@ from django.contrib.auth import get_user_model
 from playwright.sync_api import expect
 
 from flowr.demo.setup import load_demo, setup_team
-from flowr.models import Instance
+from flowr import engine
+from flowr.models import Instance, Machine
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -36,6 +37,9 @@ def message(page):
 
 
 def test_a_reviewer_claims_and_steps_from_the_desk(page, live_server, demo_team, artifacts_dir):
+    orders = Machine.objects.get(name="Order approval")
+    engine.step(engine.start(orders, title="Quarterly" + "-office-supplies" * 11,
+                             business_key="ORD-LONG"), to="Submitted")
     login(page, "reviewer", "flowr-reviewer")
     expect(page.locator("h2", has_text="My work")).to_be_visible()
     expect(row(page, "assigned", "Office chairs")).to_be_visible()
@@ -43,6 +47,10 @@ def test_a_reviewer_claims_and_steps_from_the_desk(page, live_server, demo_team,
     expect(row(page, "claimable", "Monitors")).to_be_visible()
     assert row(page, "claimable", "Laptop bags").count() == 0  # Shipping's work, not ours
     page.screenshot(path=os.path.join(artifacts_dir, "desk_reviewer.png"), full_page=True)
+    # A long unbroken title wraps inside its cell: the list never gets wider than its box.
+    widths = page.evaluate("""() => { const t = document.querySelector(
+        '#flowr-work-claimable table'); return [t.scrollWidth, t.parentElement.clientWidth]; }""")
+    assert widths[0] <= widths[1], widths
 
     with page.expect_navigation():
         row(page, "claimable", "Standing desks").get_by_role("button", name="Claim").click()

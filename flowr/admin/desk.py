@@ -117,8 +117,8 @@ class DeskDashboard(Dashboard):
         self.children.extend(section() for section in get_sections())
         self.children += [
             modules.ModelList("Flowr", column=2, collapsible=False, models=("flowr.*",)),
-            modules.AppList("Administration", column=2, collapsible=True,
-                            exclude=("flowr.*",), css_classes=["grp-closed"]),
+            modules.AppList("Administration", column=2, collapsible=False,
+                            exclude=("flowr.*",)),
             modules.RecentActions("My recent actions", limit=8, column=2,
                                   collapsible=False),
         ]
