@@ -9,11 +9,18 @@ the pages through django.test.Client; times are medians of RUNS warm requests. P
     instance_list_ms, instance_list_queries   (10,000 instances, first page of 100)
     instance_list_queries_10                  (10 instances)
     instance_page_ms, instance_page_queries   (one instance with a few steps of history)
-    index_ms, index_queries                   (the desk, PostgreSQL, 10,000 instances)
-    index_queries_10                          (the desk, PostgreSQL, 10 instances)
 
-The desk figures run in a child process on the scratch PostgreSQL database named by
-FLOWR_BENCH_PG_URL (dropped and re-created), as a reviewer with work in every list.
+and, on PostgreSQL (FLOWR_BENCH_PG_URL; a child process, 100,000 instances):
+
+    search_instances_create_s                 (bulk-creating the 100,000 instances)
+    search_business_key_ms, search_business_key_queries   (the list searched by a key)
+    filter_declared_key_ms, filter_declared_key_queries   (the list filtered customer = …)
+
+and the desk (the admin index), on PostgreSQL in another child process, as a reviewer
+with work in every list:
+
+    index_ms, index_queries                   (10,000 instances)
+    index_queries_10                          (10 instances)
 """
 import os
 import random
@@ -22,11 +29,13 @@ import subprocess
 import sys
 import time
 import warnings
+from datetime import timedelta
 
-from _django import postgres_available, setup
+from _django import setup
 
 RUNS = 15
 INSTANCES = 10_000
+SEARCH_INSTANCES = 100_000
 PG_URL = os.environ.get("FLOWR_BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432/flowr_bench")
 
 
@@ -79,6 +88,95 @@ def stepped_instance(user):
     return ticket
 
 
+def add_searchable_instances(count, user, seed=2):
+    """bulk_create `count` orders and tickets with business keys, titles and search data."""
+    from django.utils import timezone
+
+    from flowr import engine
+    from flowr.models import Instance, Machine
+
+    rng = random.Random(seed)
+    versions = {m.rule_set.key: m.latest_version()
+                for m in Machine.objects.select_related("rule_set")}
+    customers = [f"Customer {n:04d}" for n in range(1000)]
+    now = timezone.now()
+    rows = []
+    for i in range(count):
+        kind = "orders" if i % 2 else "support"
+        version = versions[kind]
+        graph = engine.compiled(version)
+        key = rng.choice(list(graph.names))
+        data = {"customer": rng.choice(customers)}
+        data.update({"amount": rng.randrange(10, 10_000)} if kind == "orders"
+                    else {"priority": rng.choice(["low", "normal", "high"])})
+        rows.append(Instance(
+            machine_id=version.machine_id, version=version, state_key=key,
+            state_name=graph.names[key], started_by=user, started_at=now,
+            last_activity=now - timedelta(seconds=rng.randrange(10_000_000)),
+            business_key=f"{'ORD' if kind == 'orders' else 'TCK'}-{i:07d}",
+            title=f"{rng.choice(['Chairs', 'Desks', 'Login', 'Invoice'])} {i}",
+            search_data=data,
+            status=Instance.ACTIVE if graph.children[key] else Instance.FINISHED))
+    Instance.objects.bulk_create(rows, batch_size=2000)
+
+
+def search_figures_postgres():
+    """Search by business key and filter by a declared key over 100,000 instances."""
+    from urllib.parse import urlencode
+
+    from django.contrib.auth import get_user_model
+    from django.db import connection
+    from django.test import Client
+    from django.urls import reverse
+
+    from flowr.demo.setup import load_demo
+
+    _bench_static()
+    load_demo()
+    user = get_user_model().objects.create_superuser("bench", "bench@example.com", "pw")
+    began = time.perf_counter()
+    add_searchable_instances(SEARCH_INSTANCES, user)
+    print(f"search_instances_create_s: {time.perf_counter() - began:.1f}")
+    with connection.cursor() as cursor:  # the steady state autovacuum would reach
+        cursor.execute("VACUUM ANALYZE flowr_instance")
+    client = Client()
+    client.force_login(user)
+    url = reverse("admin:flowr_instance_changelist")
+    for name, query in (("search_business_key", {"q": "ORD-0031337"}),
+                        ("filter_declared_key", {"data__customer": "Customer 0042"})):
+        ms, queries = measure(client, f"{url}?{urlencode(query)}")
+        print(f"{name}_ms: {ms:.1f}")
+        print(f"{name}_queries: {queries}")
+
+
+def _bench_static():
+    """DEBUG is off; serve static URLs without a collectstatic manifest."""
+    from django.test.utils import override_settings
+
+    override_settings(STORAGES={
+        "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }).enable()
+
+
+def main_postgres():
+    warnings.filterwarnings("ignore", message="No directory at")
+    setup(PG_URL)
+    search_figures_postgres()
+
+
+def run_postgres_figures():
+    """The PostgreSQL figures, in a child process (Django is set up once per process)."""
+    sys.stdout.flush()
+    from _django import postgres_available
+
+    if postgres_available():
+        subprocess.run([sys.executable, __file__, "--postgres"], check=True)
+    else:
+        print("search_business_key_ms: unavailable (PostgreSQL not reachable)",
+              file=sys.stderr)
+
+
 def main():
     warnings.filterwarnings("ignore", message="No directory at")  # whitenoise: no collectstatic
     setup()
@@ -116,6 +214,7 @@ def main():
     print(f"instance_page_queries: {page_queries}")
     print(f"(instances: {Instance.objects.count()}, runs per figure: {RUNS}, "
           f"database: SQLite file)", file=sys.stderr)
+    run_postgres_figures()
     index_figures()
 
 
@@ -123,6 +222,9 @@ def main():
 
 def index_figures():
     """index_ms, index_queries and index_queries_10, measured in a child process."""
+    sys.stdout.flush()
+    from _django import postgres_available
+
     if not postgres_available():
         print("index_ms: unavailable (PostgreSQL not reachable)", file=sys.stderr)
         return
@@ -163,16 +265,12 @@ def main_index_postgres():
     setup(PG_URL)
     from django.db import connection
     from django.test import Client
-    from django.test.utils import override_settings
     from django.urls import reverse
 
     from flowr.demo.setup import load_demo
     from flowr.models import Instance
 
-    override_settings(STORAGES={
-        "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
-    }).enable()
+    _bench_static()
     load_demo()
     Instance.objects.all().delete()
     user = desk_reviewer()
@@ -196,4 +294,9 @@ def main_index_postgres():
 
 
 if __name__ == "__main__":
-    main_index_postgres() if "--index-postgres" in sys.argv else main()
+    if "--postgres" in sys.argv:
+        main_postgres()
+    elif "--index-postgres" in sys.argv:
+        main_index_postgres()
+    else:
+        main()

@@ -21,6 +21,9 @@ class SafeInputMixin:
         if any("\x00" in key or any("\x00" in value for value in values)
                for key, values in request.GET.lists()):
             # The changelist answers this with its "?e=1" redirect, as for any bad filter.
+            self.message_user(request, "A search or filter value held a NUL character "
+                                       "(\\u0000), which no text can hold; it was ignored.",
+                              messages.ERROR)
             raise IncorrectLookupParameters("A list parameter holds a NUL character.")
         return super().get_changelist_instance(request)
 

@@ -294,6 +294,7 @@ def step(instance, to=None, user=None, note="", data=None, expected_state=None,
         if problem:
             raise StepPermissionDenied(problem, target=target)
         source = locked.state_key
+        locked.step_data = dict(data or {})  # the step form's data, for the hooks to read
         _run_hooks(locked, graph, leave=source, enter=target)
         now = timezone.now()
         enter(locked, graph, target, user, now)
@@ -304,8 +305,12 @@ def step(instance, to=None, user=None, note="", data=None, expected_state=None,
     return entry
 
 
-def _run_hooks(instance, graph, leave, enter):
-    """Guards then hooks; any failure raises a StepError and the transaction rolls back."""
+def run_hooks(instance, graph, leave, enter, guards=True):
+    """Guards (unless `guards` is False: an operator's move) then on_leave/on_enter.
+
+    Any failure raises a StepError and the caller's transaction rolls back.
+    """
+    instance.__dict__.setdefault("step_data", {})  # only a step has step-form data
     try:
         target_rule = graph.rule(enter)(graph.settings[enter], enter)
         source_rule = graph.rule(leave)(graph.settings[leave], leave) if leave else None
@@ -313,8 +318,8 @@ def _run_hooks(instance, graph, leave, enter):
         raise StepError(f"Instance {instance.label} cannot step: {exc}") from exc
     here = graph.names[leave] if leave else None
     there = graph.names[enter]
-    reason = (source_rule.guard_leave(instance, there) if source_rule else None) or \
-        target_rule.guard_enter(instance, here)
+    reason = guards and ((source_rule.guard_leave(instance, there) if source_rule else None)
+                         or target_rule.guard_enter(instance, here))
     if reason:
         raise StepRefused(f"Step to '{there}' refused: {reason}", reason=reason)
     try:
@@ -329,6 +334,9 @@ def _run_hooks(instance, graph, leave, enter):
         hook = "on_enter" if source_rule is None else "on_leave/on_enter"
         raise HookFailed(f"The {hook} hook failed while stepping to '{there}': "
                          f"{type(exc).__name__}: {exc}. Nothing was changed.") from exc
+
+
+_run_hooks = run_hooks
 
 
 # -- task state -----------------------------------------------------------------------------

@@ -88,6 +88,30 @@ class TaskStateGone(StepError):
     """A kept version of an instance's task state is no longer there (expired, replaced)."""
 
 
+class ControlError(FlowrError):
+    """An operator control (cancel, suspend, resume, move to state, undo) was refused."""
+
+
+class ReasonRequired(ControlError):
+    """An operator control needs a reason (it is written to the history)."""
+
+
+class ControlPermissionDenied(ControlError):
+    """The user lacks the permission of the operator control."""
+
+
+class StatusForbids(InstanceNotActive, ControlError):
+    """The instance's status forbids the operator control (e.g. resuming an active one)."""
+
+
+class UnknownState(ControlError):
+    """The target of a move is not a state of the instance's machine version."""
+
+
+class UndoRefused(ControlError):
+    """The last step cannot be undone: something happened since, or its task state is gone."""
+
+
 class AssignmentError(FlowrError):
     """A claim, assignment or unassignment was refused; the instance is unchanged."""
 

@@ -60,7 +60,10 @@ class Rule:
         """Called before the instance leaves a state of this rule."""
 
     def on_enter(self, instance):
-        """Called after the instance enters a state of this rule."""
+        """Called after the instance enters a state of this rule.
+
+        During a step, `instance.step_data` holds the data of the target's step form.
+        """
 
 
 class RuleSet:

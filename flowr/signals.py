@@ -8,6 +8,8 @@ from django.dispatch import Signal
 instance_started = Signal()
 instance_stepped = Signal()
 instance_moved = Signal()
+#: An operator control: cancel, suspend, resume, move to state, undo (see entry.kind).
+instance_controlled = Signal()
 instance_assigned = Signal()  # claim, assign, unassign (flowr.assignment)
 
 

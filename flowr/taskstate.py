@@ -36,16 +36,19 @@ def task_id(instance_pk, version):
     return str(instance_pk) if not version else f"{instance_pk}:{version}"
 
 
-def read_version(instance_pk, version):
+def read_version(instance_pk, version, touch=True):
     """The task state stored as `version` (a dict; {} for a never-written version 0).
 
-    Raises StateNotFound when a written version is gone (expired), TaskStateUnavailable
-    when the store is down.
+    Reading is interaction: it restarts the idle timeout, unless `touch` is False (pages
+    that only look). Raises StateNotFound when a written version is gone (expired),
+    TaskStateUnavailable when the store is down.
     """
     from .statestore import StateNotFound, StoreUnavailable, get_store
 
+    store = get_store()
     try:
-        return get_store().get_state(task_id(instance_pk, version))
+        read = store.get_state if touch else store.peek_state
+        return read(task_id(instance_pk, version))
     except StateNotFound:
         if version:
             raise
@@ -54,17 +57,28 @@ def read_version(instance_pk, version):
         raise _unavailable(instance_pk, "read", exc) from exc
 
 
-def task_state_of(instance):
+def get_store_state(instance_pk, version):
+    """The task state stored as `version`; StateNotFound when it is not there (even 0)."""
+    from .statestore import StoreUnavailable, get_store
+
+    try:
+        return get_store().get_state(task_id(instance_pk, version))
+    except StoreUnavailable as exc:
+        raise _unavailable(instance_pk, "read", exc) from exc
+
+
+def task_state_of(instance, touch=True):
     """The instance's task state dict, loaded once per object from the state store.
 
     An expired (or vanished) version reads as {}: expired task state is never returned.
+    `touch=False` reads without restarting the idle timeout (a page that only looks).
     """
     from .statestore import StateNotFound
 
     if _STATE not in instance.__dict__:
         version = instance.task_state_version
         try:
-            state = read_version(instance.pk, version)
+            state = read_version(instance.pk, version, touch)
         except StateNotFound:
             state = {}
         instance.__dict__.update({_STATE: state, _SAVED: _dump(state), _VERSION: version})
@@ -85,6 +99,9 @@ def _unavailable(instance_pk, verb, exc):
 
 def _dump(state):
     return json.dumps(state, sort_keys=True, default=str)
+
+
+_EMPTY = _dump({})
 
 
 def changed(instance):
@@ -149,7 +166,11 @@ def stage(instance, version, search_fields=(), touch=True):
     old, older = instance.task_state_version, instance.task_state_previous
     if not instance._state.adding:
         retire(instance.pk, keep=[old], delete=[] if older in (None, old) else [older])
-    instance.task_state_version, instance.task_state_previous = version, old
+    # An empty version 0 may never have been written; previous=None records that undo
+    # may restore it as {}, while a missing version 0 that held state is "gone".
+    empty_zero = old == 0 and instance.__dict__.get(_SAVED) == _EMPTY
+    instance.task_state_version, instance.task_state_previous = version, (
+        None if empty_zero else old)
     instance.search_data = project(state, search_fields)
     instance.__dict__.update({_SAVED: _dump(state), _VERSION: version})
     return ("task_state_version", "task_state_previous", "search_data")
@@ -166,15 +187,18 @@ def restore(instance, version, search_fields=()):
     current = instance.task_state_version
     if version == current:
         return ()
-    gone = TaskStateGone(f"The task state instance {instance.pk} had before is no longer "
+    gone = TaskStateGone(f"The task state instance {instance.label} had before is no longer "
                          f"kept (it expired, or a later change replaced it); nothing was "
                          f"changed.")
-    if version != instance.task_state_previous:
+    if version == 0 and instance.task_state_previous is None:
+        state = {}  # version 0 was empty (see stage); there is nothing to read
+    elif version != instance.task_state_previous:
         raise gone
-    try:
-        state = read_version(instance.pk, version)
-    except StateNotFound:
-        raise gone from None
+    else:
+        try:
+            state = get_store_state(instance.pk, version)
+        except StateNotFound:
+            raise gone from None
     retire(instance.pk, delete=[current])
     instance.task_state_version, instance.task_state_previous = version, None
     instance.search_data = project(state, search_fields)

@@ -271,7 +271,7 @@ def test_setupdemo_creates_a_team_with_waiting_work_once(db, settings):
     assert "username 'reviewer', password 'flowr-reviewer'" in text
     assert "username 'shipper', password 'flowr-shipper'" in text
     call_command("setupdemo", stdout=StringIO())  # idempotent
-    assert Instance.objects.filter(business_key="ORD-1002").count() == 1
+    assert Instance.objects.filter(business_key="ORD-2002").count() == 1
     reviewer = get_user_model().objects.get(username="reviewer")
     assert reviewer.check_password("flowr-reviewer") and reviewer.is_staff
     response = login(reviewer).get(INDEX)
@@ -279,7 +279,7 @@ def test_setupdemo_creates_a_team_with_waiting_work_once(db, settings):
                 {w.key: w for w in section(response, "my-work").lists}["assigned"].rows]
     claimable = {row["instance"].title for row in
                  {w.key: w for w in section(response, "my-work").lists}["claimable"].rows}
-    assert assigned == ["Office chairs"] and claimable == {"Standing desks", "Monitors"}
+    assert assigned == ["Conference table"] and claimable == {"Monitor arms", "Whiteboards"}
     shipper = get_user_model().objects.get(username="shipper")
     rows = {w.key: w for w in section(login(shipper).get(INDEX), "my-work").lists}
     assert [r["instance"].title for r in rows["claimable"].rows] == ["Laptop bags"]

@@ -42,9 +42,9 @@ def test_a_reviewer_claims_and_steps_from_the_desk(page, live_server, demo_team,
                              business_key="ORD-LONG"), to="Submitted")
     login(page, "reviewer", "flowr-reviewer")
     expect(page.locator("h2", has_text="My work")).to_be_visible()
-    expect(row(page, "assigned", "Office chairs")).to_be_visible()
-    expect(row(page, "claimable", "Standing desks")).to_be_visible()
-    expect(row(page, "claimable", "Monitors")).to_be_visible()
+    expect(row(page, "assigned", "Conference table")).to_be_visible()
+    expect(row(page, "claimable", "Monitor arms")).to_be_visible()
+    expect(row(page, "claimable", "Whiteboards")).to_be_visible()
     assert row(page, "claimable", "Laptop bags").count() == 0  # Shipping's work, not ours
     page.screenshot(path=os.path.join(artifacts_dir, "desk_reviewer.png"), full_page=True)
     # A long unbroken title wraps inside its cell: the list never gets wider than its box.
@@ -53,25 +53,25 @@ def test_a_reviewer_claims_and_steps_from_the_desk(page, live_server, demo_team,
     assert widths[0] <= widths[1], widths
 
     with page.expect_navigation():
-        row(page, "claimable", "Standing desks").get_by_role("button", name="Claim").click()
+        row(page, "claimable", "Monitor arms").get_by_role("button", name="Claim").click()
     assert page.url.endswith("/admin/")
-    assert "You claimed instance Standing desks (ORD-1002)" in message(page)
-    expect(row(page, "assigned", "Standing desks")).to_be_visible()
-    assert row(page, "claimable", "Standing desks").count() == 0
+    assert "You claimed instance Monitor arms (ORD-2002)" in message(page)
+    expect(row(page, "assigned", "Monitor arms")).to_be_visible()
+    assert row(page, "claimable", "Monitor arms").count() == 0
 
     with page.expect_navigation():
-        row(page, "assigned", "Standing desks").get_by_role("button", name="Approved").click()
+        row(page, "assigned", "Monitor arms").get_by_role("button", name="Approved").click()
     assert "stepped from Submitted to Approved" in message(page)
-    assert row(page, "assigned", "Standing desks").count() == 0
-    expect(row(page, "recent", "Standing desks")).to_be_visible()
+    assert row(page, "assigned", "Monitor arms").count() == 0
+    expect(row(page, "recent", "Monitor arms")).to_be_visible()
     page.screenshot(path=os.path.join(artifacts_dir, "desk_after_step.png"), full_page=True)
-    instance = Instance.objects.get(business_key="ORD-1002")
+    instance = Instance.objects.get(business_key="ORD-2002")
     assert instance.state_name == "Approved" and instance.assignee is None
     assert [e.kind for e in instance.history.order_by("seq")] == ["start", "step", "assign",
                                                                   "step"]
 
     # The instance page: its Assignment panel (Shipping's state now; the reviewer may not claim).
-    row(page, "recent", "Standing desks").get_by_role("link", name="Standing desks").click()
+    row(page, "recent", "Monitor arms").get_by_role("link", name="Monitor arms").click()
     panel = page.locator("#assignment")
     expect(panel).to_contain_text("Shipping")
     expect(panel.get_by_role("button", name="Claim")).to_be_disabled()
@@ -92,10 +92,10 @@ def test_the_demo_login_sees_machines_and_assigns(page, live_server, demo_team, 
     assert page.locator("#result_list tbody tr").count() == 3
 
     page.goto("/admin/flowr/instance/?assignee=mygroups")
-    expect(page.locator("#result_list")).to_contain_text("Monitors")
+    expect(page.locator("#result_list")).to_contain_text("Whiteboards")
     page.screenshot(path=os.path.join(artifacts_dir, "instance_list_claimable.png"),
                     full_page=True)
-    page.locator("#result_list tbody tr", has_text="Monitors").locator(
+    page.locator("#result_list tbody tr", has_text="Whiteboards").locator(
         "input.action-select").check()
     page.select_option("select[name=action]", "assign_selected")
     with page.expect_navigation():
@@ -106,4 +106,4 @@ def test_the_demo_login_sees_machines_and_assigns(page, live_server, demo_team, 
         page.get_by_role("button", name="Assign the selected instances").click()
     assert "Assigned 1 of 1 instance" in message(page)
     page.screenshot(path=os.path.join(artifacts_dir, "bulk_assign_report.png"), full_page=True)
-    assert Instance.objects.get(business_key="ORD-1003").assignee.username == "reviewer"
+    assert Instance.objects.get(business_key="ORD-2003").assignee.username == "reviewer"

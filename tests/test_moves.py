@@ -128,13 +128,16 @@ def test_action_shows_dry_run_preview_then_confirm_moves(two_versions, staff_cli
 
     response = staff_client.post(CONFIRM_URL, {"ids": [at_c.pk, at_e.pk], "target": v2.pk})
 
-    assert response.status_code == 302
+    assert response.status_code == 302 and "/report/" in response["Location"]
     assert Instance.objects.get(pk=at_c.pk).version == v2
     assert Instance.objects.get(pk=at_e.pk).version == v1
-    [message] = _messages(response)
-    assert "Moved 1 instance of 'Example' to version 2" in message
-    assert "move them back to version 1" in message
-    assert "1 could not move" in message and "does not exist in version 2" in message
+    hint, summary = _messages(response)
+    assert "move them back to version 1" in hint
+    assert summary.startswith("Moved 1 of 2 instances; 1 refused.")
+    report = staff_client.get(response["Location"]).content.decode()
+    assert "Move to version 2 of &#x27;Example&#x27;: result" in report
+    assert report.count("flowr-report-ok") == report.count("flowr-report-refused") == 1
+    assert "does not exist in version 2" in report
 
 
 def test_preview_of_all_instances_of_a_version_with_constant_queries(two_versions,

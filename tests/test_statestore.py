@@ -418,8 +418,9 @@ def test_healthz_is_ok_with_redis_up(redis_db, db, client):
 
 
 @pytest.mark.redis
-def test_step_with_redis_down_raises_a_clear_error_and_changes_nothing(redis_down,
-                                                                       demo_machines):
+def test_step_with_redis_down_raises_a_clear_error_and_changes_nothing(demo_machines,
+                                                                       redis_down):
+    # The demo loads (with its instances' task state) before Redis goes down.
     instance = support_instance(demo_machines)
     root = instance.state_key
     with pytest.raises(TaskStateUnavailable) as caught:

@@ -151,3 +151,34 @@ def test_redis_round_trips_per_step(redis_db, settings, demo_machines, monkeypat
     sent.clear()
     engine.step(instance, to="Resolved")  # unchanged: one EXPIRE
     assert (changed, len(sent)) == (3, 1)
+
+
+def idle_clock(store, task):
+    """When the task state's idle timeout started (Django row) or how long is left (Redis)."""
+    from flowr.models import TaskStateRecord
+    from flowr.statestore import redis_store
+
+    if store.transactional:
+        return TaskStateRecord.objects.get(task_id=task).updated_at
+    return -redis_store.client().pttl(redis_store.KEY_PREFIX + task)
+
+
+def test_looking_at_an_instance_page_does_not_restart_the_idle_clock(store, example_machine,
+                                                                     staff_client):
+    import time
+
+    from django.urls import reverse
+
+    instance = example_machine.start()
+    engine.save_task_state(instance, {"kept": True})
+    task = taskstate.task_id(instance.pk, fresh(instance).task_state_version)
+    before = idle_clock(store, task)
+    time.sleep(0.05)
+    page = staff_client.get(reverse("admin:flowr_instance_change", args=[instance.pk]))
+    assert "&quot;kept&quot;: true" in page.content.decode()
+    assert idle_clock(store, task) >= before  # a GET changes nothing, not even the clock
+    if store.transactional:
+        assert idle_clock(store, task) == before
+    assert fresh(instance).task_state == {"kept": True}  # a program's read is interaction
+    assert idle_clock(store, task) < before if not store.transactional else \
+        idle_clock(store, task) > before

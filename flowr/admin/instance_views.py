@@ -78,11 +78,28 @@ class StartForm(forms.Form):
                                      help_text="Machines with a published version.")
     count = forms.IntegerField(min_value=1, max_value=MAX_START, initial=1,
                                help_text=f"How many instances to start (at most {MAX_START}).")
+    business_key = forms.CharField(
+        required=False, max_length=engine.LABEL_MAX, label="Business key",
+        help_text="Optional, e.g. an order number; unique per machine, so only for one "
+                  "instance.")
+    title = forms.CharField(required=False, max_length=engine.LABEL_MAX,
+                            help_text="Optional; shown wherever the instance is named "
+                                      "(every instance started here gets it).")
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["machine"].queryset = (
             Machine.objects.filter(archived=False, versions__isnull=False).distinct())
+
+    def clean(self):
+        cleaned = super().clean()
+        if cleaned.get("business_key") and (cleaned.get("count") or 1) > 1:
+            self.add_error("business_key", "A business key names one instance: start one "
+                                           "instance with it, or leave the key empty.")
+        for name in ("business_key", "title"):
+            if "\x00" in cleaned.get(name, ""):
+                self.add_error(name, "Remove the NUL character.")
+        return cleaned
 
 
 class BulkStepForm(forms.Form):
@@ -252,7 +269,7 @@ def start_view(model_admin, request):
     if request.method == "POST":
         form = StartForm(request.POST)
         if form.is_valid():
-            response = _start(model_admin, request, **form.cleaned_data)
+            response = _start(model_admin, request, form, **form.cleaned_data)
             if response is not None:
                 return response
     else:
@@ -263,10 +280,14 @@ def start_view(model_admin, request):
     return TemplateResponse(request, "admin/flowr/instance/start.html", context)
 
 
-def _start(model_admin, request, machine, count):
+def _start(model_admin, request, form, machine, count, business_key="", title=""):
     try:
         with transaction.atomic():
-            started = [engine.start(machine, user=request.user) for _ in range(count)]
+            started = [engine.start(machine, user=request.user, business_key=business_key,
+                                    title=title) for _ in range(count)]
+    except engine.BusinessKeyTaken as exc:
+        form.add_error("business_key", str(exc))  # the form keeps what was typed
+        return None
     except FlowrError as exc:
         messages.error(request, f"No instance was started: {exc}")
         return None

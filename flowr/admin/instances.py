@@ -34,7 +34,10 @@ from . import instance_views as views
 from .assignment import InstanceAssignmentMixin
 from .history import HISTORY_LIMIT, history_rows, visited_keys
 from .instance_filters import StateFilter, StatusFilter, VersionFilter
+from .controls import ACTIONS as CONTROL_ACTIONS
+from .controls import InstanceControlsMixin
 from .moves import InstanceMoveMixin
+from .search import InstanceSearchMixin
 from .reports import report_urls
 
 
@@ -262,7 +265,7 @@ class InstanceAdminBase(admin.ModelAdmin):
         if status == Instance.EXPIRED:
             return {"flowr_task_state_expired": True}
         try:
-            state = engine.task_state_of(obj)
+            state = engine.task_state_of(obj, touch=False)  # a GET changes nothing
         except FlowrError as exc:
             return {"flowr_task_state_error": str(exc)}
         text = json.dumps(state, indent=2, sort_keys=True, ensure_ascii=False, default=str)
@@ -273,8 +276,9 @@ class InstanceAdminBase(admin.ModelAdmin):
 
 
 @admin.register(Instance)
-class InstanceAdmin(InstanceAssignmentMixin, InstanceMoveMixin, InstanceAdminBase):
+class InstanceAdmin(InstanceAssignmentMixin, InstanceControlsMixin, InstanceSearchMixin,
+                    InstanceMoveMixin, InstanceAdminBase):
     """The instance admin: the base plus one mixin per feature module."""
 
-    actions = [*InstanceAdminBase.actions, "move_to_version", "claim_selected",
-               "assign_selected", "unassign_selected"]
+    actions = [*InstanceAdminBase.actions, "move_to_version", *CONTROL_ACTIONS,
+               "claim_selected", "assign_selected", "unassign_selected"]

@@ -10,6 +10,7 @@ from .. import versioning
 from ..exceptions import FlowrError
 from ..models import Instance, MachineVersion
 from ._ids import parse_pk, parse_pks
+from .reports import Report, ReportRow, report_response
 
 
 class InstanceMoveMixin:
@@ -109,24 +110,22 @@ class InstanceMoveMixin:
             return HttpResponseRedirect(self._move_url("changelist"))
         sources = sorted({i.version.number for i in instances if i.version_id != target.pk})
         moved, refused = versioning.move_instances(instances, target, user=request.user)
-        level, text = _move_summary(target, moved, refused, sources)
-        self.message_user(request, text, level)
-        return HttpResponseRedirect(self._move_url("changelist"))
+        if moved and sources:
+            back = ", ".join(str(n) for n in sources)
+            self.message_user(request, f"To undo, select them and move them back to version "
+                                       f"{back} (possible while their states still exist "
+                                       f"there).", messages.INFO)
+        return report_response(self, request, _move_report(instances, target, refused))
 
 
-def _move_summary(target, moved, refused, sources):
-    """(level, text) of the one message summarising a bulk move."""
-    count = len(moved)
-    text = (f"Moved {count} instance{'s' if count != 1 else ''} of '{target.machine}' to "
-            f"version {target.number}.")
-    if count and sources:
-        back = ", ".join(str(n) for n in sources)
-        text += (f" To undo, select them and move them back to version {back} (possible "
-                 f"while their states still exist there).")
-    if refused:
-        reasons = "; ".join(f"#{str(i.pk)[:8]}: {why.split(': ', 1)[-1]}" for i, why in refused)
-        text += f" {len(refused)} could not move: {reasons}"
-    if not count:
-        return messages.ERROR, text
-    return (messages.WARNING if refused else messages.SUCCESS), text
+def _move_report(instances, target, refused):
+    """The per-instance report of a bulk move (moved, or refused with the reason)."""
+    why = {instance.pk: reason.split(": ", 1)[-1] for instance, reason in refused}
+    report = Report(f"Move to version {target.number} of '{target.machine}': result", "Moved")
+    for instance in instances:
+        before = f"v{instance.version.number} · {instance.state_name}"
+        report.rows.append(ReportRow.of(instance, before, f"v{target.number}",
+                                        ok=instance.pk not in why,
+                                        reason=why.get(instance.pk, "")))
+    return report
 

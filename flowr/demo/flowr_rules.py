@@ -48,6 +48,8 @@ class RejectionForm(forms.Form):
 class Draft(Rule):
     """An order being written."""
     children = ["Submitted"]
+    # Searchable in the instance list (projected from the task state on every change).
+    search_fields = ["customer", "amount", "rejection_reason"]
 
 
 class Submitted(Rule):
@@ -75,10 +77,17 @@ class Approved(Rule):
 class Rejected(Rule):
     """Rejected; the order ends here."""
     step_form = RejectionForm
+    outcome = "rejected"
+
+    def on_enter(self, instance):
+        reason = instance.step_data.get("reason")
+        if reason:
+            instance.task_state["rejection_reason"] = reason
 
 
 class Shipped(Rule):
     """Shipped to the customer."""
+    outcome = "shipped"
 
 
 register(RuleSet("orders", "Order approval", root=Draft,
@@ -91,6 +100,7 @@ register(RuleSet("orders", "Order approval", root=Draft,
 class New(Rule):
     """A ticket just opened by a customer."""
     children = ["Open"]
+    search_fields = ["customer", "priority"]
 
 
 class Open(Rule):
@@ -120,6 +130,7 @@ class Resolved(Rule):
 
 class Closed(Rule):
     """Closed for good; only once the customer confirmed."""
+    outcome = "closed"
 
     def guard_enter(self, instance, source):
         if not instance.task_state.get("customer_confirmed"):

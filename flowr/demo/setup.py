@@ -20,19 +20,44 @@ _GROUP_PERMISSIONS = {"Order reviewers": ("flowr_demo.approve_order",)}
 #: Demo users: (username, password, group). `make run` prints them.
 TEAM = (("reviewer", "flowr-reviewer", "Order reviewers"),
         ("shipper", "flowr-shipper", "Shipping team"), ("agent", "flowr-agent", "Support agents"))
-#: Instances the team finds waiting: (machine, business key, title, states to step through,
-#: team member who claims it or None).
+#: Instances the team finds waiting: (machine, business key, title, task state, states to
+#: step through, team member who claims it or None).
 _WORK = (
-    ("Order approval", "ORD-1001", "Office chairs", ["Submitted"], "reviewer"),
-    ("Order approval", "ORD-1002", "Standing desks", ["Submitted"], None),
-    ("Order approval", "ORD-1003", "Monitors", ["Submitted"], None),
-    ("Order approval", "ORD-1004", "Laptop bags", ["Submitted", "Approved"], None),
-    ("Order approval", "ORD-1005", "Keyboards", ["Submitted", "Approved"], "shipper"),
-    ("Order approval", "ORD-1006", "Whiteboard", ["Submitted", "Needs rework"], None),
-    ("Support ticket", "T-201", "Cannot log in", [], None),
-    ("Support ticket", "T-202", "Invoice missing", ["Open"], "agent"),
-    ("Support ticket", "T-203", "Slow export", ["Open"], None),
+    ("Order approval", "ORD-2001", "Conference table", {"customer": "Initech", "amount": 900},
+     ["Submitted"], "reviewer"),
+    ("Order approval", "ORD-2002", "Monitor arms", {"customer": "Globex", "amount": 640},
+     ["Submitted"], None),
+    ("Order approval", "ORD-2003", "Whiteboards", {"customer": "Acme Ltd", "amount": 310},
+     ["Submitted"], None),
+    ("Order approval", "ORD-2004", "Laptop bags", {"customer": "Initech", "amount": 420},
+     ["Submitted", "Approved"], None),
+    ("Order approval", "ORD-2005", "Keyboards", {"customer": "Globex", "amount": 260},
+     ["Submitted", "Approved"], "shipper"),
+    ("Order approval", "ORD-2006", "Desk lamps", {"customer": "Acme Ltd", "amount": 150},
+     ["Submitted", "Needs rework"], None),
+    ("Support ticket", "TCK-601", "Password reset loops", {"customer": "Initech",
+                                                           "priority": "high"}, [], None),
+    ("Support ticket", "TCK-602", "Invoice missing", {"customer": "Globex",
+                                                      "priority": "normal"}, ["Open"], "agent"),
+    ("Support ticket", "TCK-603", "Slow export", {"customer": "Acme Ltd", "priority": "low"},
+     ["Open"], None),
 )
+
+
+# Three instances per demo machine; orders and tickets carry the keys their rule sets
+# declare searchable (flowr/demo/flowr_rules.py), so the instance list finds them.
+DEMO_INSTANCES = {
+    "orders": [
+        ("ORD-1001", "Office chairs", {"customer": "Acme Ltd", "amount": 1200}),
+        ("ORD-1002", "Printer paper", {"customer": "Globex", "amount": 80}),
+        ("ORD-1003", "Standing desks", {"customer": "Acme Ltd", "amount": 4600}),
+    ],
+    "support": [
+        ("TCK-501", "Cannot log in", {"customer": "Globex", "priority": "high"}),
+        ("TCK-502", "Invoice address wrong", {"customer": "Initech", "priority": "normal"}),
+        ("TCK-503", "Feature request: export", {"customer": "Acme Ltd", "priority": "low"}),
+    ],
+}
 
 
 def demo_documents():
@@ -58,8 +83,8 @@ def load_demo():
         with transaction.atomic():
             machine, _ = interchange.apply_document(doc, validate=False)
             machine.publish()
-            for _ in range(3):
-                machine.start()
+            for key, title, state in DEMO_INSTANCES.get(doc["rule_set"], [("", "", None)] * 3):
+                machine.start(business_key=key, title=title, task_state=state)
         created.append(machine.name)
     return created
 
@@ -102,11 +127,12 @@ def setup_team(demo_user):
 
 def _start_work(demo_user, team):
     machines = {m.name: m for m in Machine.objects.filter(name__in={w[0] for w in _WORK})}
-    for machine_name, key, title, path, claimer in _WORK:
+    for machine_name, key, title, state, path, claimer in _WORK:
         machine = machines.get(machine_name)
         if machine is None or machine.instances.filter(business_key=key).exists():
             continue
-        instance = engine.start(machine, user=demo_user, business_key=key, title=title)
+        instance = engine.start(machine, user=demo_user, business_key=key, title=title,
+                                task_state=state)
         for name in path:
             engine.step(instance, to=name, user=demo_user)
         if claimer and not instance.assignee_id:

@@ -68,6 +68,11 @@ class BaseStateStore:
         """The state dict of `task_id`; raises StateNotFound when absent or expired."""
         raise NotImplementedError
 
+    def peek_state(self, task_id):
+        """Like get_state, but without restarting the idle timeout (for views that only
+        look). A store without it falls back to get_state."""
+        return self.get_state(task_id)
+
     def put_state(self, task_id, state):
         """Store the state dict of `task_id` (JSON only) and refresh its idle timeout."""
         raise NotImplementedError

@@ -107,6 +107,16 @@ class StateStore(BaseStateStore):
         live = [task_id for task_id, pk in pks.items() if pk in active]
         return rows.filter(Q(updated_at__gte=cutoff) | Q(task_id__in=live))
 
+    def peek_state(self, task_id):
+        rows = self._model().objects.filter(task_id=task_id)
+        cutoff = self._cutoff()
+        if cutoff is not None:
+            rows = self._live(rows, cutoff)
+        found = rows.values_list("state", flat=True).first()
+        if found is None:
+            raise StateNotFound(f"No task state for task {task_id}.", task_id=task_id)
+        return found
+
     def _get_then_read(self, model, task_id):
         rows = model.objects.filter(task_id=task_id)
         cutoff = self._cutoff()

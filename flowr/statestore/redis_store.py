@@ -127,6 +127,15 @@ class StateStore(BaseStateStore):
         with self._redis() as r:
             key = KEY_PREFIX + task_id
             raw = r.getex(key, ex=timeout) if timeout else r.get(key)
+        return self._decode(task_id, key, raw)
+
+    def peek_state(self, task_id):
+        with self._redis() as r:
+            key = KEY_PREFIX + task_id
+            raw = r.get(key)
+        return self._decode(task_id, key, raw)
+
+    def _decode(self, task_id, key, raw):
         if raw is None:
             raise StateNotFound(f"No task state for task {task_id}.", task_id=task_id)
         try:
