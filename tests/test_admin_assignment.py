@@ -303,7 +303,7 @@ def test_bulk_unassign(people, machine, review):
 
 @pytest.mark.parametrize("who, action", [
     ("viewer", "claim_selected"), ("viewer", "unassign_selected"),
-    ("rita", "assign_selected"), ("boss", "claim_selected"), ("viewer", "step_selected"),
+    ("rita", "assign_selected"), ("boss", "claim_selected"),
 ])
 def test_forged_bulk_actions_are_403(people, review, who, action):
     client = login(people[who])
@@ -366,7 +366,10 @@ def test_step_permission_matrix_in_bulk(people, review, who, has, outcome):
     response = bulk(client, "step_selected", [review], post="yes", target="Done",
                     **{f"position_{review.pk}": review.step_count})
     if outcome == 403:
-        assert response.status_code == 403
+        # The foundation's bulk step is not offered; Django refuses it before it runs.
+        assert 'value="step_selected"' not in client.get(LIST).content.decode()
+        assert response.status_code in (200, 302)
+        assert "/report/" not in response.get("Location", "")
     elif outcome == "refused":
         [row] = report_rows(client, response)
         assert not row.ok and ("Assigned to rita" if has else "Only members") in row.reason

@@ -31,6 +31,7 @@ from ..diagrams import version_svg
 from ..exceptions import FlowrError
 from ..models import Instance
 from . import instance_views as views
+from .assignment import ACTIONS as ASSIGNMENT_ACTIONS
 from .assignment import InstanceAssignmentMixin
 from .history import HISTORY_LIMIT, history_rows, visited_keys
 from .instance_filters import StateFilter, StatusFilter, VersionFilter
@@ -281,4 +282,4 @@ class InstanceAdmin(InstanceAssignmentMixin, InstanceControlsMixin, InstanceSear
     """The instance admin: the base plus one mixin per feature module."""
 
     actions = [*InstanceAdminBase.actions, "move_to_version", *CONTROL_ACTIONS,
-               "claim_selected", "assign_selected", "unassign_selected"]
+               *ASSIGNMENT_ACTIONS]
