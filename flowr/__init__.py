@@ -6,12 +6,14 @@ models (`machine.publish()`, `machine.start()`, `instance.allowed_steps()`,
 """
 from .exceptions import (
     AlreadyMoved, ChoiceRequired, FlowrError, GraphError, HookFailed, InstanceFinished,
-    InvalidStep, MoveError, NotPublished, RuleConfigurationError, RuleNotRegistered,
-    SettingsInvalid, StepError, StepPermissionDenied, StepRefused,
+    InvalidStep, MappingInvalid, MigrationError, MoveError, NotPublished,
+    RuleConfigurationError, RuleNotRegistered, SettingsInvalid, StepError,
+    StepPermissionDenied, StepRefused,
 )
 
 __all__ = [
     "AlreadyMoved", "ChoiceRequired", "FlowrError", "GraphError", "HookFailed",
-    "InstanceFinished", "InvalidStep", "MoveError", "NotPublished", "RuleConfigurationError",
+    "InstanceFinished", "InvalidStep", "MappingInvalid", "MigrationError", "MoveError",
+    "NotPublished", "RuleConfigurationError",
     "RuleNotRegistered", "SettingsInvalid", "StepError", "StepPermissionDenied", "StepRefused",
 ]

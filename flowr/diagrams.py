@@ -4,8 +4,9 @@ grandalf computes a layered (Sugiyama) layout; this module only measures boxes,
 picks back edges and writes the SVG. If grandalf fails, a breadth-first layered
 grid is used instead, so a page never breaks because of its diagram.
 
-    render_graph(nodes, edges, current=None, visited=()) -> SafeString (an <svg>)
-        nodes: list of (key, label, sublabel); edges: list of (parent_key, child_key)
+    render_graph(nodes, edges, current=None, visited=(), marks=None) -> SafeString (an <svg>)
+        nodes: list of (key, label, sublabel); edges: list of (parent_key, child_key);
+        marks: {node key or (parent, child): "added" | "removed" | "changed"} (comparisons)
     machine_svg(machine_graph) -> SafeString        # flowr.builder.MachineGraph
     version_svg(version, current=None, visited=()) -> SafeString  # MachineVersion
     rule_set_svg(rule_set) -> SafeString            # flowr.rules.RuleSet
@@ -38,6 +39,11 @@ _STYLE = (
     ".fd-edge{fill:none;stroke:#555;stroke-width:1.4}"
     ".fd-back{stroke:#c0392b;stroke-dasharray:6 4}"
     ".fd-loop{stroke:#c0392b}"
+    ".fd-node.fd-added rect{fill:#e3f4e1;stroke:#2e7d32;stroke-width:3}"
+    ".fd-node.fd-removed rect{fill:#fde2e1;stroke:#c0392b;stroke-width:3;stroke-dasharray:6 3}"
+    ".fd-node.fd-changed rect{fill:#fff4d6;stroke:#d39e00;stroke-width:3}"
+    ".fd-edge.fd-added{stroke:#2e7d32;stroke-width:2.6}"
+    ".fd-edge.fd-removed{stroke:#c0392b;stroke-width:2.6;stroke-dasharray:6 3}"
 )
 
 
@@ -178,7 +184,7 @@ def _layout(order, widths, edges, back):
         return _fallback_layout(order, widths, edges)
 
 
-def _svg(nodes, edges, current, visited):
+def _svg(nodes, edges, current, visited, marks):
     order = [key for key, _, _ in nodes]
     known = set(order)
     edges = [(p, c) for p, c in dict.fromkeys(edges) if p in known and c in known]
@@ -210,27 +216,34 @@ def _svg(nodes, edges, current, visited):
     for parent, child in edges:
         is_back = (parent, child) in back
         path = _edge_path(parent, child, centres, widths, bends, is_back)
-        parts.append(_edge_element(path, is_back, names[parent], names[child]))
+        parts.append(_edge_element(path, is_back, names[parent], names[child],
+                                   mark=marks.get((parent, child))))
     for key, _ in loops:
         parts.append(_edge_element(_loop_path(centres[key], widths[key]), True,
-                                   names[key], names[key], css="fd-loop"))
+                                   names[key], names[key], css="fd-loop",
+                                   mark=marks.get((key, key))))
     for key, label, sub in nodes:
-        parts.append(_node_element(key, label, sub, centres[key], widths[key], current, visited))
+        parts.append(_node_element(key, label, sub, centres[key], widths[key], current, visited,
+                                   marks.get(key)))
     parts.append("</svg>")
     return "".join(parts)
 
 
-def _edge_element(path, is_back, parent, child, css="fd-back"):
+def _edge_element(path, is_back, parent, child, css="fd-back", mark=None):
     css_class = f"fd-edge {css}" if is_back else "fd-edge"
     marker = "fd-arrow-back" if is_back else "fd-arrow"
     kind = "loop back" if is_back else "transition"
+    if mark:
+        css_class, kind = f"{css_class} fd-{mark}", f"{kind}, {mark}"
     return (f'<path class="{css_class}" d="{path}" marker-end="url(#{marker})">'
             f"<title>{escape(parent)} → {escape(child)} ({kind})</title></path>")
 
 
-def _node_element(key, label, sub, centre, width, current, visited):
+def _node_element(key, label, sub, centre, width, current, visited, mark=None):
     css = "fd-node"
-    if key == current:
+    if mark:
+        css += f" fd-{mark}"
+    elif key == current:
         css += " fd-current"
     elif key in visited:
         css += " fd-visited"
@@ -244,16 +257,23 @@ def _node_element(key, label, sub, centre, width, current, visited):
             f'text-anchor="middle">{escape(_truncate(sub, int(chars * 1.1)))}</text></g>')
 
 
-def render_graph(nodes, edges, current=None, visited=()):
-    """An inline, scrollable <svg> of a directed graph; the first node is drawn as the root."""
+def render_graph(nodes, edges, current=None, visited=(), marks=None):
+    """An inline, scrollable <svg> of a directed graph; the first node is drawn as the root.
+
+    `marks` colours nodes (by key) and edges (by (parent, child)) as "added", "removed"
+    or "changed", for comparisons of two versions.
+    """
     nodes = [(str(k), str(label), str(sub or "")) for k, label, sub in nodes]
     edges = [(str(p), str(c)) for p, c in edges]
     visited = frozenset(str(v) for v in visited or ())
     current = None if current is None else str(current)
-    cache_key = (tuple(nodes), tuple(edges), current, visited)
+    marks = {(tuple(map(str, k)) if isinstance(k, tuple) else str(k)): v
+             for k, v in (marks or {}).items() if v in ("added", "removed", "changed")}
+    cache_key = (tuple(nodes), tuple(edges), current, visited,
+                 tuple(sorted(marks.items(), key=repr)))
     svg = _CACHE.get(cache_key)
     if svg is None:
-        svg = _svg(nodes, edges, current, visited)
+        svg = _svg(nodes, edges, current, visited, marks)
         _CACHE[cache_key] = svg
         if len(_CACHE) > _CACHE_SIZE:
             _CACHE.popitem(last=False)
@@ -309,3 +329,17 @@ def rule_set_svg(rule_set):
         nodes.append((key, rule_set.get(key).get_display_name(), sub))
     edges = [(k, c) for k in keys for c in rule_set.children_keys(k)]
     return render_graph(nodes, edges)
+
+
+def definition_svg(definition, marks=None):
+    """The diagram of a version definition (flowr.compiled), root first, with `marks`."""
+    from .rules import get_rule_set
+
+    try:
+        rule_set = get_rule_set(definition["rule_set"])
+    except Exception:  # noqa: BLE001 - unregistered rule set: short rule names
+        rule_set = None
+    states = sorted(definition["states"], key=lambda s: s["key"] != definition.get("root"))
+    nodes = [(s["key"], s["name"], _rule_label(rule_set, s["rule"]) if rule_set
+              else s["rule"].rpartition(".")[2]) for s in states]
+    return render_graph(nodes, [tuple(t) for t in definition["transitions"]], marks=marks)

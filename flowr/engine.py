@@ -8,7 +8,7 @@ carry (`expected_position`). Published versions are immutable, so their compiled
 is cached by id (flowr.compiled) and a step never re-reads the graph.
 
 Flowr's own modules that change instances in other ways (flowr.controls, flowr.assignment,
-flowr.timers, flowr.migrations) use the same three pieces: `lock`, `enter` and `record`.
+flowr.timers, flowr.migration_runner) use the same three pieces: `lock`, `enter` and `record`.
 """
 from dataclasses import dataclass
 from datetime import timedelta

@@ -112,6 +112,20 @@ class UndoRefused(ControlError):
     """The last step cannot be undone: something happened since, or its task state is gone."""
 
 
+class MigrationError(FlowrError):
+    """A migration of instances between versions cannot be planned, run or reverted."""
+
+
+class MappingInvalid(MigrationError):
+    """A migration's state mapping is incomplete or names a target the rules refuse.
+
+    `errors` maps each source state key to the reason its row is refused.
+    """
+
+    def __init__(self, message, errors=None, **context):
+        super().__init__(message, errors=errors or {}, **context)
+
+
 class AssignmentError(FlowrError):
     """A claim, assignment or unassignment was refused; the instance is unchanged."""
 

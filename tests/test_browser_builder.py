@@ -90,7 +90,9 @@ def test_build_flowr_example_by_clicking(admin_page, artifacts_dir):
     assert diagram.locator("path.fd-back").count() == 1
     screenshot(page, os.path.join(artifacts_dir, "builder_machine.png"))
 
-    click_and_expect(page, page.get_by_role("button", name="Publish"),
+    click(page.get_by_role("button", name="Publish"))  # the publish preview, then publish
+    page.wait_for_url("**/builder/publish/preview/**")
+    click_and_expect(page, page.get_by_role("button", name="Publish version 1"),
                      "Published version 1 of 'Clicked example'.")
     assert "v1" in page.locator("#flowr-versions").inner_text()
     click(page.get_by_role("button", name="Start instance"))

@@ -79,32 +79,6 @@ def test_history_compare_and_revert(admin_page, admin_user, artifacts_dir):
     assert machine.states.get(name="Approved").settings == {"max_amount": 500}
 
 
-def test_move_preview_and_confirm(admin_page, admin_user, example_machine, artifacts_dir):
-    page = admin_page
-    machine = example_machine
-    v1 = machine.latest_version()
-    at_c = machine.start(admin_user)
-    at_c.step(to="C")
-    at_e = machine.start(admin_user)
-    at_e.step(to="C")
-    at_e.step(to="E")
-    with builder.revision(admin_user, "Pruned E"):
-        builder.prune_state(machine.states.get(name="E"))
-    v2 = machine.publish(admin_user)
-
-    page.goto(f"/admin/flowr/instance/move/?version={v1.pk}&target={v2.pk}")
-    expect(page.get_by_text("Removed state 'E' (flowr_example.E).")).to_be_visible()
-    expect(page.locator("tr.flowr-refused").get_by_text("does not exist in version 2")).to_be_visible()
-    _shot(page, artifacts_dir, "versioning_move_preview.png")
-    page.click("input[value='Move 1 instance to version 2']")
-    page.wait_for_url("**/admin/flowr/instance/report/**")
-    expect(page.locator(".grp-messagelist")).to_contain_text("Moved 1 of 1 instance.")
-    expect(page.locator(".flowr-report-table tbody tr")).to_have_count(1)
-    at_c.refresh_from_db()
-    at_e.refresh_from_db()
-    assert (at_c.version_id, at_e.version_id) == (v2.pk, v1.pk)
-
-
 def test_recover_preview(admin_page, admin_user, artifacts_dir):
     import reversion
 

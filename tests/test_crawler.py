@@ -24,7 +24,7 @@ from django.db import transaction
 from django.test import Client, RequestFactory
 from django.urls import reverse
 
-from flowr import builder
+from flowr import builder, migrations_api
 from tests.crawl import WriteGuard, match, read_page, url_patterns
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db]
@@ -59,6 +59,10 @@ def site_data(settings, demo_machines, django_user_model):
                 instance.step(to=instance.allowed_steps()[0].key, user=superuser)
             except Exception:  # noqa: BLE001 - a guard may refuse; history is optional here
                 pass
+    example = demo_machines["flowr_example"]  # a second version and a migration (issue 16)
+    builder.update_state(example.states.get(name="C"), name="C renamed")
+    migrations_api.migrate(migrations_api.plan_migration(example, example.publish()),
+                           user=superuser)
     with builder.revision(user=superuser, comment="for the recover list"):
         gone = builder.create_machine("flowr_example", "Deleted example")
     with builder.revision(user=superuser, comment="deleted"):

@@ -1,5 +1,6 @@
 """Running instances and versions: edits never disturb them; moving them between versions
-(dry run, confirm, refusals with reasons, history, undo) and the move action's permissions."""
+(engine.move, versioning.plan_move) and the admin's move action (now a migration with a
+mapping step: see test_admin_migrations.py) with its permissions."""
 import pytest
 from django.contrib.auth.models import Permission
 from django.contrib.messages import get_messages
@@ -112,7 +113,7 @@ def test_plan_refuses_instances_of_several_machines(two_versions, demo_machines)
 
 # -- the admin action -------------------------------------------------------------------
 
-def test_action_shows_dry_run_preview_then_confirm_moves(two_versions, staff_client):
+def test_action_maps_previews_then_confirm_records_a_migration(two_versions, staff_client):
     machine, v1, v2 = two_versions
     at_c = _at(machine, "C", version=v1)
     at_e = _at(machine, "C", "E", version=v1)
@@ -120,30 +121,28 @@ def test_action_shows_dry_run_preview_then_confirm_moves(two_versions, staff_cli
         "action": "move_to_version", "_selected_action": [at_c.pk, at_e.pk]})
     html = response.content.decode()
     assert response.status_code == 200
-    assert "Dry run: nothing has moved yet" in html
-    assert "Removed state &#x27;E&#x27;" in html
-    assert "does not exist in version 2" in html
-    assert "Move 1 instance to version 2" in html
+    assert "Nothing has moved yet" in html and "Not in v2" in html
+    ids = f"{at_c.pk},{at_e.pk}"
+    data = {"ids": ids, "target": v2.pk, "stage": "preview", f"map-{at_e.state_key}": "leave"}
+    response = staff_client.post(MOVE_URL, data)
+    assert response.context["counts"] == {"map": 1, "leave": 1, "cancel": 0, "refused": 0}
+    assert "Confirm: migrate 1" in response.content.decode()
     assert Instance.objects.get(pk=at_c.pk).version == v1  # nothing moved by the preview
 
-    response = staff_client.post(CONFIRM_URL, {"ids": [at_c.pk, at_e.pk], "target": v2.pk})
+    response = staff_client.post(CONFIRM_URL, {**data, "digest": response.context["digest"]})
 
-    assert response.status_code == 302 and "/report/" in response["Location"]
+    assert response.status_code == 302 and "/versionmigration/" in response["Location"]
     assert Instance.objects.get(pk=at_c.pk).version == v2
     assert Instance.objects.get(pk=at_e.pk).version == v1
-    hint, summary = _messages(response)
-    assert "move them back to version 1" in hint
-    assert summary.startswith("Moved 1 of 2 instances; 1 refused.")
-    report = staff_client.get(response["Location"]).content.decode()
-    assert "Move to version 2 of &#x27;Example&#x27;: result" in report
-    assert report.count("flowr-report-ok") == report.count("flowr-report-refused") == 1
-    assert "does not exist in version 2" in report
+    [message] = _messages(response)
+    assert message.endswith(": 1 migrated, 0 cancelled, 1 left on their version, 0 refused.")
 
 
 def test_preview_of_all_instances_of_a_version_with_constant_queries(two_versions,
                                                                      staff_client):
     machine, v1, v2 = two_versions
     _at(machine, "C", version=v1)
+    staff_client.get(MOVE_URL, {"version": v1.pk, "target": v2.pk})  # warm the caches
     with CaptureQueriesContext(connection) as few:
         small = staff_client.get(MOVE_URL, {"version": v1.pk, "target": v2.pk})
     for _ in range(5):
@@ -151,7 +150,7 @@ def test_preview_of_all_instances_of_a_version_with_constant_queries(two_version
     with CaptureQueriesContext(connection) as many:
         large = staff_client.get(MOVE_URL, {"version": v1.pk, "target": v2.pk})
     assert small.status_code == large.status_code == 200
-    assert "6 of 6 can move" in large.content.decode()
+    assert large.context["counts"]["map"] == 6
     assert len(many.captured_queries) == len(few.captured_queries)
 
 
@@ -178,7 +177,7 @@ def _staff(django_user_model, *codenames):
 def test_moving_needs_change_permission_post_and_csrf(two_versions, django_user_model):
     machine, v1, v2 = two_versions
     instance = _at(machine, "C", version=v1)
-    data = {"ids": [instance.pk], "target": v2.pk, "csrfmiddlewaretoken": "x" * 32}
+    data = {"ids": str(instance.pk), "target": v2.pk, "csrfmiddlewaretoken": "x" * 32}
     viewer = _staff(django_user_model, "view_instance")
     viewer.cookies["csrftoken"] = "x" * 32
     assert viewer.get(MOVE_URL, {"ids": instance.pk}).status_code == 403
@@ -188,8 +187,9 @@ def test_moving_needs_change_permission_post_and_csrf(two_versions, django_user_
 
     django_user_model.objects.filter(username="clerk").delete()
     clerk = _staff(django_user_model, "view_instance", "change_instance")
+    data["digest"] = clerk.get(MOVE_URL, data).context["digest"]
     assert clerk.get(CONFIRM_URL).status_code == 405
-    assert clerk.post(CONFIRM_URL, {"ids": [instance.pk], "target": v2.pk}).status_code == 403
+    assert clerk.post(CONFIRM_URL, data).status_code == 403  # no CSRF cookie
     assert Instance.objects.get(pk=instance.pk).version == v1
     clerk.cookies["csrftoken"] = "x" * 32
     assert clerk.post(CONFIRM_URL, data).status_code == 302

@@ -6,6 +6,7 @@ from .. import builder
 from ..models import Machine, RuleSetRecord
 from ..rules import get_rule_sets
 from . import builder_views
+from .compare import MachineCompareMixin
 from .importexport import MachineImportExportMixin
 from .versioning import MachineVersioningMixin
 
@@ -26,7 +27,7 @@ class MachineAddForm(forms.ModelForm):
 
 
 @admin.register(Machine)
-class MachineAdmin(MachineImportExportMixin, MachineVersioningMixin):
+class MachineAdmin(MachineCompareMixin, MachineImportExportMixin, MachineVersioningMixin):
     """Machines; the change page is the builder (flowr/admin/builder_views.py)."""
 
     change_form_template = "admin/flowr/machine/change_form.html"
