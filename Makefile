@@ -22,7 +22,7 @@ $(VENV)/.dev-deps: requirements.txt requirements-dev.txt | $(BIN)/python
 run: $(VENV)/.run-deps
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py setupdemo
-	@echo "Flowr demo: open http://$(HOST):$(PORT)/ and log in as demo / flowr-demo"
+	@echo "Flowr demo: open http://$(HOST):$(PORT)/ and log in as demo / flowr-demo, or as a team member listed above (e.g. reviewer / flowr-reviewer)"
 	$(BIN)/python manage.py runserver $(HOST):$(PORT)
 
 # The whole suite: lint, every test on SQLite, then the database-sensitive tests on

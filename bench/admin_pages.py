@@ -26,7 +26,13 @@ and, on PostgreSQL (FLOWR_BENCH_PG_URL; a child process, 100,000 instances):
     search_business_key_ms, search_business_key_queries   (the list searched by a key)
     filter_declared_key_ms, filter_declared_key_queries   (the list filtered customer = …)
 
-`python bench/admin_pages.py machine_page` (or instance, search) prints only those groups.
+and the desk (the admin index), on PostgreSQL in another child process, as a reviewer
+with work in every list:
+
+    index_ms, index_queries                   (10,000 instances)
+    index_queries_10                          (10 instances)
+
+`python bench/admin_pages.py machine_page` (or instance, search, index) prints only those groups.
 """
 import os
 import random
@@ -294,7 +300,7 @@ def main():
     client.force_login(user)
     # Each group takes (client, user) and returns {figure name: value}.
     groups = [instance_figures, machine_page_figures]
-    wanted = tuple(sys.argv[1:]) or ("instance", "machine_page", "search")
+    wanted = tuple(sys.argv[1:]) or ("instance", "machine_page", "search", "index")
     groups = [g for g in groups if g.__name__.startswith(wanted)]
     for group in groups:
         for name, value in group(client, user).items():
@@ -305,7 +311,89 @@ def main():
           file=sys.stderr)
     if "search" in wanted:
         run_postgres_figures()
+    if "index" in wanted:
+        index_figures()
+
+
+# -- the desk (admin index) on PostgreSQL ------------------------------------------------------
+
+def index_figures():
+    """index_ms, index_queries and index_queries_10, measured in a child process."""
+    sys.stdout.flush()
+    from _django import postgres_available
+
+    if not postgres_available():
+        print("index_ms: unavailable (PostgreSQL not reachable)", file=sys.stderr)
+        return
+    subprocess.run([sys.executable, os.path.abspath(__file__), "--index-postgres"], check=True)
+
+
+def desk_reviewer():
+    """A reviewer in every demo group who may step and approve: every desk list has rows."""
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Group, Permission
+
+    from flowr.demo.setup import GROUPS
+
+    user = get_user_model().objects.create_user("bench-reviewer", is_staff=True)
+    user.groups.add(*Group.objects.filter(name__in=GROUPS))
+    user.user_permissions.add(*Permission.objects.filter(
+        codename__in=("view_instance", "step_instance", "approve_order")))
+    return user
+
+
+def give_work(user, share=10):
+    """Assign every `share`-th active instance to the user and record a step by them."""
+    from django.utils import timezone
+
+    from flowr.models import HistoryEntry, Instance
+
+    active = list(Instance.objects.filter(status=Instance.ACTIVE, assignee__isnull=True,
+                                          history__isnull=True).order_by("pk")[::share])
+    Instance.objects.filter(pk__in=[i.pk for i in active]).update(assignee=user)
+    HistoryEntry.objects.bulk_create(
+        HistoryEntry(instance=i, seq=0, kind=HistoryEntry.STEP, to_key=i.state_key,
+                     to_name=i.state_name, version_id=i.version_id, user=user,
+                     at=timezone.now()) for i in active)
+
+
+def main_index_postgres():
+    warnings.filterwarnings("ignore", message="No directory at")  # whitenoise: no collectstatic
+    setup(PG_URL)
+    from django.db import connection
+    from django.test import Client
+    from django.urls import reverse
+
+    from flowr.demo.setup import load_demo
+    from flowr.models import Instance
+
+    _bench_static()
+    load_demo()
+    Instance.objects.all().delete()
+    user = desk_reviewer()
+    client = Client()
+    client.force_login(user)
+    url = reverse("admin:index")
+    add_instances(10, user)
+    give_work(user, share=3)
+    _, queries_10 = measure(client, url)
+    add_instances(INSTANCES - 10, user, seed=1)
+    give_work(user)
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE")  # planner statistics, as autovacuum keeps them after a load
+    index_ms, index_queries = measure(client, url)
+    print(f"index_ms: {index_ms:.1f}")
+    print(f"index_queries: {index_queries}")
+    print(f"index_queries_10: {queries_10}")
+    print(f"(desk: {Instance.objects.count()} instances, "
+          f"{Instance.objects.filter(assignee=user).count()} assigned to the reviewer, "
+          f"runs: {RUNS}, database: PostgreSQL)", file=sys.stderr)
 
 
 if __name__ == "__main__":
-    main_postgres() if "--postgres" in sys.argv else main()
+    if "--postgres" in sys.argv:
+        main_postgres()
+    elif "--index-postgres" in sys.argv:
+        main_index_postgres()
+    else:
+        main()

@@ -10,6 +10,7 @@ instance_stepped = Signal()
 instance_moved = Signal()
 #: An operator control: cancel, suspend, resume, move to state, undo (see entry.kind).
 instance_controlled = Signal()
+instance_assigned = Signal()  # claim, assign, unassign (flowr.assignment)
 
 
 def send_on_commit(signal, instance, entry, user):

@@ -1,2 +1,2 @@
 """Flowr's admin: one ModelAdmin per module."""
-from . import instances, machines, rulesets, version_migrations  # noqa: F401
+from . import desk_sections, instances, machines, rulesets, version_migrations  # noqa: F401
