@@ -24,7 +24,7 @@ $(VENV)/.dev-deps: requirements.txt requirements-dev.txt | $(BIN)/python
 run: $(VENV)/.run-deps
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py setupdemo
-	@echo "Flowr demo: open http://$(HOST):$(PORT)/ and log in as demo / flowr-demo"
+	@echo "Flowr demo: open http://$(HOST):$(PORT)/ and log in as demo / flowr-demo, or as a team member listed above (e.g. reviewer / flowr-reviewer)"
 	@echo "A task worker runs the deadlines next to the server; Ctrl-C stops both."
 	@$(BIN)/python manage.py db_worker --interval 1 --no-reload & worker=$$!; \
 	trap 'kill $$worker 2>/dev/null; wait $$worker 2>/dev/null' EXIT INT TERM; \

@@ -124,3 +124,15 @@ class MappingInvalid(MigrationError):
 
     def __init__(self, message, errors=None, **context):
         super().__init__(message, errors=errors or {}, **context)
+
+
+class AssignmentError(FlowrError):
+    """A claim, assignment or unassignment was refused; the instance is unchanged."""
+
+
+class AlreadyAssigned(AssignmentError):
+    """Someone else has the instance (e.g. they claimed it a moment earlier)."""
+
+
+class NotACandidate(AssignmentError):
+    """The user is not a candidate of the instance's current state."""

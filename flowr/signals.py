@@ -14,6 +14,7 @@ instance_moved = Signal()
 instance_due = Signal()
 #: An operator control: cancel, suspend, resume, move to state, undo (see entry.kind).
 instance_controlled = Signal()
+instance_assigned = Signal()  # claim, assign, unassign (flowr.assignment)
 
 
 def send_on_commit(signal, instance, entry, user):

@@ -52,6 +52,7 @@ else:
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
 
 INSTALLED_APPS = [
+    "grappelli.dashboard",  # before grappelli: its admin/index.html renders the desk
     "grappelli",
     "flowr_site.apps.FlowrAdminConfig",  # django.contrib.admin with Flowr's admin site
     "django.contrib.auth",
@@ -200,6 +201,7 @@ FLOWR_LAYOUT_CACHE = "default"
 LOGIN_URL = "admin:login"
 GRAPPELLI_ADMIN_TITLE = "Flowr"
 GRAPPELLI_SWITCH_USER = False
+GRAPPELLI_INDEX_DASHBOARD = "flowr.admin.desk.DeskDashboard"  # the admin index is the desk
 IMPORT_EXPORT_USE_TRANSACTIONS = True
 IMPORT_EXPORT_SKIP_ADMIN_LOG = False
 DATA_UPLOAD_MAX_MEMORY_SIZE = int(env("DATA_UPLOAD_MAX_MEMORY_SIZE", str(5 * 1024 * 1024)))

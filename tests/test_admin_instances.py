@@ -4,7 +4,7 @@ from datetime import timedelta
 
 import pytest
 from django.contrib.admin.models import LogEntry
-from django.contrib.auth.models import Permission
+from django.contrib.auth.models import Group, Permission
 from django.contrib.messages import get_messages
 from django.db import connection
 from django.test.utils import CaptureQueriesContext, override_settings
@@ -49,6 +49,8 @@ def fresh(instance):
 
 def make_user(django_user_model, name, *codenames):
     user = django_user_model.objects.create_user(name, password="pw", is_staff=True)
+    # The demo orders' Submitted state names the Order reviewers as its candidates.
+    user.groups.add(Group.objects.get_or_create(name="Order reviewers")[0])
     for codename in codenames:
         app, _, code = codename.rpartition(".")
         user.user_permissions.add(Permission.objects.get(content_type__app_label=app,

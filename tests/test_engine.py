@@ -1,6 +1,6 @@
 """Publishing, starting and stepping instances (spec §2–§3)."""
 import pytest
-from django.contrib.auth.models import Permission
+from django.contrib.auth.models import Group, Permission
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
@@ -155,6 +155,7 @@ def test_rule_permission_is_needed_to_step_into_a_state(demo_machines, django_us
     instance = orders.start()
     instance.step()  # Draft → Submitted
     clerk = django_user_model.objects.create_user("clerk", is_staff=True)
+    clerk.groups.add(Group.objects.get_or_create(name="Order reviewers")[0])  # Submitted's candidates
     options = {o.name: o for o in instance.allowed_steps(user=clerk)}
     assert not options["Approved"].allowed and "flowr_demo.approve_order" in \
         options["Approved"].reason

@@ -1,4 +1,5 @@
 """Flowr's admin: one ModelAdmin per module."""
 from . import (  # noqa: F401
-    desk_incidents, incidents, instances, machines, rulesets, version_migrations,
+    desk_incidents, desk_sections, incidents, instances, machines, rulesets,
+    version_migrations,
 )

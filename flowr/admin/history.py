@@ -19,6 +19,7 @@ class HistoryRow:
     at: object
     note: str
     data: str
+    note_only: bool = False  # an assignment, reminder or edit: the position did not change
 
 
 def history_rows(instance, limit=HISTORY_LIMIT):
@@ -32,6 +33,7 @@ def history_rows(instance, limit=HISTORY_LIMIT):
             from_name="" if e.kind in HistoryEntry.NOTES else e.from_name,
             user=e.user.get_username() if e.user else "", at=e.at, note=e.note,
             data=json.dumps(e.data, indent=2, sort_keys=True) if e.data else "",
+            note_only=e.kind in HistoryEntry.NOTES,
         )
         for e in entries
     ]

@@ -31,6 +31,8 @@ from ..diagrams import version_svg
 from ..exceptions import FlowrError
 from ..models import Instance
 from . import instance_views as views
+from .assignment import ACTIONS as ASSIGNMENT_ACTIONS
+from .assignment import InstanceAssignmentMixin
 from .history import HISTORY_LIMIT, history_rows, visited_keys
 from .instance_filters import StateFilter, StatusFilter, VersionFilter
 from .controls import ACTIONS as CONTROL_ACTIONS
@@ -276,8 +278,10 @@ class InstanceAdminBase(admin.ModelAdmin):
 
 
 @admin.register(Instance)
-class InstanceAdmin(InstanceTimersMixin, InstanceControlsMixin, InstanceSearchMixin,
+class InstanceAdmin(InstanceTimersMixin, InstanceAssignmentMixin, InstanceControlsMixin,
+                    InstanceSearchMixin,
                     InstanceMoveMixin, InstanceAdminBase):
     """The instance admin: the base plus one mixin per feature module."""
 
-    actions = [*InstanceAdminBase.actions, "move_to_version", *CONTROL_ACTIONS]
+    actions = [*InstanceAdminBase.actions, "move_to_version", *CONTROL_ACTIONS,
+               *ASSIGNMENT_ACTIONS]

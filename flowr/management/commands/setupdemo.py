@@ -4,7 +4,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
 from flowr import taskqueue
-from flowr.demo.setup import DEMO_PASSWORD, DEMO_USERNAME, load_demo
+from flowr.demo.setup import DEMO_PASSWORD, DEMO_USERNAME, TEAM, load_demo, setup_team
 
 
 class Command(BaseCommand):
@@ -22,6 +22,11 @@ class Command(BaseCommand):
         if new:
             user.set_password(DEMO_PASSWORD)
             user.save()
+        team = setup_team(user)
         self.stdout.write(f"Demo machines: {', '.join(created) or 'already loaded'}.")
+        self.stdout.write(f"Demo team: {'created' if team else 'already there'}.")
         self.stdout.write(self.style.SUCCESS(
             f"Demo login: username '{DEMO_USERNAME}', password '{DEMO_PASSWORD}'"))
+        for username, password, group in TEAM:
+            self.stdout.write(self.style.SUCCESS(
+                f"Demo {group} member: username '{username}', password '{password}'"))
