@@ -179,6 +179,7 @@ def test_edit_saves_options_and_the_page_summarises_them(staff_client, demo_mach
 def test_invalid_options_come_back_with_errors(staff_client, demo_machines, reviewers):
     machine = demo_machines["orders"]
     s = machine.states.get(name="Submitted")
+    before = s.options  # the demo names its candidate group
     rejected = machine.states.get(name="Rejected")
     response = staff_client.post(action_url(machine, "edit", s), {
         "form": "1", "name": "Renamed", "options-timeout_to": rejected.key,
@@ -187,7 +188,7 @@ def test_invalid_options_come_back_with_errors(staff_client, demo_machines, revi
     assert response.status_code == 200
     assert "is not a duration" in html and 'value="Renamed"' in html
     s.refresh_from_db()
-    assert (s.name, s.options) == ("Submitted", {})
+    assert (s.name, s.options) == ("Submitted", before)
 
 
 def test_add_with_options(staff_client, orders, reviewers):
