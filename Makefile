@@ -19,10 +19,15 @@ $(VENV)/.dev-deps: requirements.txt requirements-dev.txt | $(BIN)/python
 	$(BIN)/pip install --quiet -r requirements-dev.txt
 	touch $@ $(VENV)/.run-deps
 
+# The demo server with a task worker next to it (it fires the deadlines); Ctrl-C stops
+# both (the trap also stops the worker when the server exits for another reason).
 run: $(VENV)/.run-deps
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py setupdemo
 	@echo "Flowr demo: open http://$(HOST):$(PORT)/ and log in as demo / flowr-demo, or as a team member listed above (e.g. reviewer / flowr-reviewer)"
+	@echo "A task worker runs the deadlines next to the server; Ctrl-C stops both."
+	@$(BIN)/python manage.py db_worker --interval 1 --no-reload & worker=$$!; \
+	trap 'kill $$worker 2>/dev/null; wait $$worker 2>/dev/null' EXIT INT TERM; \
 	$(BIN)/python manage.py runserver $(HOST):$(PORT)
 
 # The whole suite: lint, every test on SQLite, then the database-sensitive tests on

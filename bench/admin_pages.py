@@ -9,6 +9,8 @@ the pages through django.test.Client; times are medians of RUNS warm requests. P
     instance_list_ms, instance_list_queries   (10,000 instances, first page of 100)
     instance_list_queries_10                  (10 instances)
     instance_page_ms, instance_page_queries   (one instance with a few steps of history)
+    incident_list_ms, incident_list_queries   (1,000 open incidents, first page of 100)
+    incident_list_queries_10                  (10 incidents)
     machine_page_ms_N, machine_page_queries_N (the builder page of an N-state machine,
                                                N = 10, 200, 1000)
     machine_page_after_edit_ms_N              (first view after a builder edit, N = 200, 1000)
@@ -102,6 +104,39 @@ def stepped_instance(user):
     for name in ("Open", "Waiting on customer", "Open", "Resolved", "Open"):
         ticket.step(to=name, user=user, note=f"to {name}")
     return ticket
+
+
+def add_incidents(count, offset=0):
+    """bulk_create open incidents on `count` of the instances."""
+    from django.utils import timezone
+
+    from flowr.models import Incident, Instance
+
+    now = timezone.now()
+    Incident.objects.bulk_create([
+        Incident(instance=instance, position=0, state_key=instance.state_key,
+                 state_name=instance.state_name, target_key="x", target_name="Next",
+                 action=f"Timed step from '{instance.state_name}' to 'Next' (due after 1 day)",
+                 error="Step to 'Next' refused: a guard said no.", attempts=4,
+                 created_at=now, failed_at=now)
+        for instance in Instance.objects.order_by("pk")[offset:offset + count]],
+        batch_size=1000)
+
+
+def incident_figures(client, user):
+    """The incident list with 10 and with 1,000 open incidents (on the instances there)."""
+    from django.urls import reverse
+
+    from flowr.models import Incident
+
+    Incident.objects.all().delete()
+    url = reverse("admin:flowr_incident_changelist")
+    add_incidents(10)
+    _, queries_10 = measure(client, url)
+    add_incidents(990, offset=10)
+    list_ms, list_queries = measure(client, url)
+    return {"incident_list_ms": list_ms, "incident_list_queries": list_queries,
+            "incident_list_queries_10": queries_10}
 
 
 def instance_figures(client, user):
@@ -299,8 +334,8 @@ def main():
     client = Client()
     client.force_login(user)
     # Each group takes (client, user) and returns {figure name: value}.
-    groups = [instance_figures, machine_page_figures]
-    wanted = tuple(sys.argv[1:]) or ("instance", "machine_page", "search", "index")
+    groups = [instance_figures, incident_figures, machine_page_figures]
+    wanted = tuple(sys.argv[1:]) or ("instance", "incident", "machine_page", "search", "index")
     groups = [g for g in groups if g.__name__.startswith(wanted)]
     for group in groups:
         for name, value in group(client, user).items():

@@ -77,3 +77,22 @@ def _database_exists():
     if connection.vendor != "sqlite" or name.startswith("file:") or ":memory:" in name:
         return True
     return os.path.exists(name)
+
+
+@checks.register()
+def check_timer_settings(app_configs, **kwargs):
+    """flowr.E003: the deadline settings are non-negative numbers (retries whole)."""
+    errors = []
+    for name in ("FLOWR_TIMER_RETRIES", "FLOWR_TIMER_RETRY_DELAY", "FLOWR_TIMER_LEASE",
+                 "FLOWR_TIMER_SWEEP_INTERVAL", "FLOWR_TIMERS_LATE_AFTER"):
+        value = config.get(name)
+        try:
+            valid = float(value) >= 0 and (name != "FLOWR_TIMER_RETRIES"
+                                           or float(value) == int(value))
+        except (TypeError, ValueError):
+            valid = False
+        if not valid:
+            errors.append(checks.Error(
+                f"{name} = {value!r} is not a non-negative number.", id="flowr.E003",
+                hint="Seconds (retries: a whole number); see README, Deadlines."))
+    return errors

@@ -154,9 +154,13 @@ def enter(locked, graph, key, user, now):
 
 
 def record(locked, graph, kind, *, user, now, note="", data=None, from_key="", from_name="",
-           fields=POSITION_FIELDS):
-    """Write the task state, the row's `fields` and one history entry; returns the entry."""
-    extra = taskstate.stage(locked, locked.last_seq + 1, graph.search_fields)
+           fields=POSITION_FIELDS, touch=True):
+    """Write the task state, the row's `fields` and one history entry; returns the entry.
+
+    `touch=False` (system notes such as reminders) leaves the task state's idle timeout
+    alone: they are not interaction.
+    """
+    extra = taskstate.stage(locked, locked.last_seq + 1, graph.search_fields, touch=touch)
     locked.last_seq += 1
     locked.last_activity = now
     entry = HistoryEntry(
@@ -300,7 +304,8 @@ def step(instance, to=None, user=None, note="", data=None, expected_state=None,
         enter(locked, graph, target, user, now)
         entry = record(locked, graph, kind, user=user, now=now, note=note, data=data,
                        from_key=source, from_name=graph.names[source])
-        send_on_commit(signals.instance_stepped, instance, entry, _user(user))
+        # The locked row object: the caller's gets the new values only after COMMIT.
+        send_on_commit(signals.instance_stepped, locked, entry, _user(user))
     copy_back(locked, instance)
     return entry
 
@@ -436,9 +441,10 @@ def move(instance, version, user=None, note=""):
         if not target.children[key]:
             locked.status, locked.outcome = Instance.FINISHED, target.outcome(key)
         now = timezone.now()
+        timers.on_position(locked, target, now)  # the old timers are stale: a new position
         entry = record(locked, target, HistoryEntry.MOVE, user=user, now=now,
                        from_key=key, from_name=old.names[key],
                        note=note or f"Moved from version {old_number} to {version.number}.")
-        send_on_commit(signals.instance_moved, instance, entry, _user(user))
+        send_on_commit(signals.instance_moved, locked, entry, _user(user))
     copy_back(locked, instance)
     return entry

@@ -116,7 +116,7 @@ def _migrate_one(migration, item, target, user, now):
         locked.status, locked.due_at, locked.assignee_id = Instance.CANCELLED, None, None
     elif item.to_key == key:
         locked.version_id = target.version_id
-        _stay(locked, target, key)
+        _stay(locked, target, key, now)
     else:
         locked.version_id = target.version_id
         engine.enter(locked, target, item.to_key, None, now)
@@ -129,7 +129,7 @@ def _migrate_one(migration, item, target, user, now):
     return (Item.CANCELLED if item.action == Item.CANCEL else Item.MIGRATED), ""
 
 
-def _stay(locked, graph, key):
+def _stay(locked, graph, key, now):
     """The instance keeps its state (same key) on the new version."""
     locked.step_count += 1
     locked.state_name = graph.names[key]
@@ -137,7 +137,9 @@ def _stay(locked, graph, key):
         locked.status, locked.outcome = Instance.FINISHED, graph.outcome(key)
         locked.assignee_id, locked.due_at = None, None
     else:
-        timers.on_enter(locked, graph, key, locked.state_entered_at)
+        # A new position: new timers; the deadline still counts from the state's entry
+        # and a reminder already due is not sent again.
+        timers.on_position(locked, graph, now)
 
 
 def _save_outcomes(results):
@@ -274,7 +276,7 @@ def _revert_one(migration, item, user, now):
     locked.state_name = graph.names.get(item.from_key, item.from_name)
     locked.status, locked.outcome = item.from_status, item.from_outcome
     locked.assignee_id, locked.state_entered_at = item.from_assignee_id, item.from_entered_at
-    timers.on_enter(locked, graph, item.from_key, item.from_entered_at)
+    timers.on_position(locked, graph, now)  # its deadline, counted from its entry again
     entry = engine.record(
         locked, graph, HistoryEntry.MIGRATE, user=user, now=now, from_key=key,
         from_name=current.names.get(key, key),

@@ -104,6 +104,8 @@ class DurationField(forms.Field):
         return value
 
     def to_python(self, value):
+        if isinstance(value, str):
+            value = value.strip()  # only spaces in an optional field: empty, not an error
         if value in (None, ""):
             return None
         if isinstance(value, int) and not isinstance(value, bool):

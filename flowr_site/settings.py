@@ -116,6 +116,18 @@ if DATABASE_URL:
         if env_bool("FLOWR_PG_PREPARED_STATEMENTS", True):
             DATABASES["default"].setdefault("OPTIONS", {}).update(
                 server_side_binding=True, prepare_threshold=5)
+        # The Procfile's worker sets it to "off": a PostgreSQL crash may then undo the
+        # worker's last ~0.6 s of timed steps together with the queue rows that ran them
+        # (one WAL: always a consistent prefix), and those timers fire again; no timer is
+        # lost or steps twice (only signal receivers outside the database may see a
+        # timed step twice). It saves an fsync per commit, three per timer.
+        sync_commit = env("FLOWR_PG_SYNCHRONOUS_COMMIT", "")
+        if sync_commit:
+            if sync_commit not in {"on", "off", "local", "remote_write", "remote_apply"}:
+                raise ImproperlyConfigured(f"FLOWR_PG_SYNCHRONOUS_COMMIT={sync_commit!r} is "
+                                           f"not a synchronous_commit value (on, off, …).")
+            DATABASES["default"].setdefault("OPTIONS", {})["options"] = \
+                f"-c synchronous_commit={sync_commit}"
     # Lets parallel test runs on one server use different test databases.
     if env("FLOWR_PG_TEST_DB"):
         DATABASES["default"]["TEST"] = {"NAME": env("FLOWR_PG_TEST_DB")}
@@ -204,6 +216,8 @@ _FLOWR_SETTINGS = {
     "FLOWS_REDIS_STATE_STORE_CONNECT_TIMEOUT": float, "FLOWS_TASK_IDLE_TIMEOUT": int,
     "FLOWR_IMPORT_MAX_BYTES": int, "FLOWR_IMPORT_MAX_STATES": int,
     "FLOWR_IMPORT_TMP_DIR": str, "FLOWR_IMPORT_TMP_MAX_AGE": int,
+    "FLOWR_TIMER_RETRIES": int, "FLOWR_TIMER_RETRY_DELAY": float, "FLOWR_TIMER_LEASE": float,
+    "FLOWR_TIMER_SWEEP_INTERVAL": float, "FLOWR_TIMERS_LATE_AFTER": float,
 }
 for _name, _type in _FLOWR_SETTINGS.items():
     if env(_name) is not None:

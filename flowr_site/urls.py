@@ -4,7 +4,7 @@ from django.http import Http404
 from django.urls import path
 from django.views.generic import RedirectView
 
-from flowr.views import healthz
+from flowr.views import healthz, healthz_timers
 
 
 def _not_used(request):
@@ -23,6 +23,7 @@ _GRAPPELLI = [
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="admin:index", permanent=False)),
     path("healthz", healthz, name="healthz"),
+    path("healthz/timers", healthz_timers, name="healthz_timers"),
     *_GRAPPELLI,
     path("admin/", admin.site.urls),
 ]

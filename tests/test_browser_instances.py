@@ -21,7 +21,7 @@ def click_step(page, label, note=None):
 def test_start_and_step_an_order_to_the_end(admin_page, demo_machines, artifacts_dir):
     page = admin_page
     page.goto("/admin/flowr/instance/")
-    assert page.locator("#result_list tbody tr").count() == 9  # 3 per demo machine
+    assert page.locator("#result_list tbody tr").count() == 12  # 3 per demo machine
     page.get_by_role("link", name="Start instances").click()
     page.select_option("#id_machine", label="Order approval")
     page.fill("#id_count", "1")

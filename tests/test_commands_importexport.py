@@ -59,11 +59,12 @@ def test_import_into_an_empty_database_round_trips(demo_machines, tmp_path, admi
     assert out.splitlines() == ["Row 1: created machine 'Flowr example'.",
                                 "Row 2: created machine 'Order approval'.",
                                 "Row 3: created machine 'Support ticket'.",
-                                "Imported: 3 new, 0 updated, 0 unchanged."]
+                                "Row 4: created machine 'Vacation request'.",
+                                "Imported: 4 new, 0 updated, 0 unchanged."]
     again, _ = run("export_machines")
     assert json.loads(again) == demo_documents()
     assert Revision.objects.filter(user=admin_user,
-                                   comment="Created by import from machines.json.").count() == 3
+                                   comment="Created by import from machines.json.").count() == 4
 
 
 def test_import_updates_existing_machine_as_a_revision(demo_machines, tmp_path):
@@ -74,7 +75,7 @@ def test_import_updates_existing_machine_as_a_revision(demo_machines, tmp_path):
     assert out.splitlines() == ["Row 1: updated machine 'Order approval'.",
                                 "Imported: 0 new, 1 updated, 0 unchanged."]
     assert Machine.objects.get(name="Order approval").description == "From the command line."
-    assert Machine.objects.count() == 3
+    assert Machine.objects.count() == 4
     assert Revision.objects.count() == revisions + 1
     assert Revision.objects.latest("pk").comment == "Updated by import from machines.json."
 
@@ -144,6 +145,7 @@ def test_importing_unchanged_machines_writes_no_revision(demo_machines):
     assert out.splitlines() == ["Row 1: left unchanged machine 'Flowr example'.",
                                 "Row 2: left unchanged machine 'Order approval'.",
                                 "Row 3: left unchanged machine 'Support ticket'.",
-                                "Imported: 0 new, 0 updated, 3 unchanged."]
+                                "Row 4: left unchanged machine 'Vacation request'.",
+                                "Imported: 0 new, 0 updated, 4 unchanged."]
     assert Revision.objects.count() == revisions
     assert database_snapshot() == before

@@ -83,11 +83,11 @@ def chain_rules(db):
 def test_every_demo_machine_round_trips_into_an_empty_database(demo_machines):
     exported = export_documents()
     assert sorted(d["name"] for d in exported) == ["Flowr example", "Order approval",
-                                                   "Support ticket"]
+                                                   "Support ticket", "Vacation request"]
     empty_database()
     result = import_docs(exported)
     assert not result.has_errors() and not result.has_validation_errors()
-    assert result.totals["new"] == 3
+    assert result.totals["new"] == 4
     assert export_documents() == exported
     approved = State.objects.get(machine__name="Order approval", name="Approved")
     assert approved.settings == {"max_amount": 5000}
@@ -120,7 +120,7 @@ def test_importing_an_existing_machine_updates_it_as_one_revision(demo_machines,
     revisions = Revision.objects.count()
     result = import_docs([doc], user=admin_user)
     assert result.totals == {**result.totals, "new": 0, "update": 1}
-    assert Machine.objects.count() == 3
+    assert Machine.objects.count() == 4
     machine.refresh_from_db()
     assert machine.description == "Now with express shipping."
     assert dict(machine.states.values_list("key", "id")) == state_ids  # keys and rows kept

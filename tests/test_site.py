@@ -44,7 +44,9 @@ def test_admin_index_for_staff(staff_client):
 def test_healthz_healthy(client, db):
     response = client.get("/healthz")
     assert response.status_code == 200
-    assert response.json() == {"database": "ok", "state_store": "ok", "status": "ok"}
+    assert response.json() == {"database": "ok", "state_store": "ok", "status": "ok",
+                               "timers": {"waiting": 0, "oldest_wait_s": 0.0, "late": False,
+                                          "late_after_s": 300.0}}
 
 
 def test_healthz_reports_a_store_that_is_down(client, db, settings):

@@ -1,2 +1,5 @@
 """Flowr's admin: one ModelAdmin per module."""
-from . import desk_sections, instances, machines, rulesets, version_migrations  # noqa: F401
+from . import (  # noqa: F401
+    desk_incidents, desk_sections, incidents, instances, machines, rulesets,
+    version_migrations,
+)

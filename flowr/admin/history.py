@@ -28,7 +28,9 @@ def history_rows(instance, limit=HISTORY_LIMIT):
                .order_by("-seq")[:limit])
     return [
         HistoryRow(
-            seq=e.seq, kind=e.get_kind_display(), from_name=e.from_name, to_name=e.to_name,
+            seq=e.seq, kind=e.get_kind_display(), to_name=e.to_name,
+            # A note (reminder, incident, assignment, edit) stays where it is: no arrow.
+            from_name="" if e.kind in HistoryEntry.NOTES else e.from_name,
             user=e.user.get_username() if e.user else "", at=e.at, note=e.note,
             data=json.dumps(e.data, indent=2, sort_keys=True) if e.data else "",
             note_only=e.kind in HistoryEntry.NOTES,

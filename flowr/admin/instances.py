@@ -40,6 +40,7 @@ from .controls import InstanceControlsMixin
 from .moves import InstanceMoveMixin
 from .search import InstanceSearchMixin
 from .reports import report_urls
+from .timers import InstanceTimersMixin
 
 
 class InstanceChangeList(ChangeList):
@@ -277,7 +278,8 @@ class InstanceAdminBase(admin.ModelAdmin):
 
 
 @admin.register(Instance)
-class InstanceAdmin(InstanceAssignmentMixin, InstanceControlsMixin, InstanceSearchMixin,
+class InstanceAdmin(InstanceTimersMixin, InstanceAssignmentMixin, InstanceControlsMixin,
+                    InstanceSearchMixin,
                     InstanceMoveMixin, InstanceAdminBase):
     """The instance admin: the base plus one mixin per feature module."""
 

@@ -142,3 +142,44 @@ class Closed(Rule):
 register(RuleSet("support", "Support ticket", root=New,
                  rules=[New, Open, Waiting, Resolved, Closed],
                  description="Tickets cycle between open and waiting until resolved."))
+
+
+# -- Leave request: deadlines (set on the demo machine's states), a guard that makes an
+#    automatic step fail, so an incident appears. ------------------------------------
+
+class Requested(Rule):
+    """A leave request waiting for the team lead."""
+    children = ["Escalated", "Granted"]
+    multiple_paths = True
+
+    def on_enter(self, instance):
+        instance.task_state.setdefault("days", 3)
+
+
+class Escalated(Rule):
+    """Nobody answered in time: the manager decides."""
+    children = ["Granted", "Declined"]
+    multiple_paths = True
+    display_name = "Escalated to the manager"
+
+
+class Granted(Rule):
+    """Leave granted; long leave needs the manager's OK."""
+
+    def guard_enter(self, instance, source):
+        days = instance.task_state.get("days", 0)
+        if days > 10 and not instance.task_state.get("manager_ok"):
+            return (f"a request for {days} days needs the manager's OK; set manager_ok to "
+                    f"true in the task state first.")
+        return None
+
+
+class Declined(Rule):
+    """Leave declined."""
+    outcome = "declined"
+
+
+register(RuleSet("leave", "Leave request", root=Requested,
+                 rules=[Requested, Escalated, Granted, Declined],
+                 description="Requests time out to the manager, who is deemed to agree "
+                             "after a while: deadlines, reminders and incidents."))

@@ -57,6 +57,12 @@ DEMO_INSTANCES = {
         ("TCK-502", "Invoice address wrong", {"customer": "Initech", "priority": "normal"}),
         ("TCK-503", "Feature request: export", {"customer": "Acme Ltd", "priority": "low"}),
     ],
+    # Leave requests time out in minutes; Cleo's long one ends as an incident.
+    "leave": [
+        ("", "Ana: 2 days in May", {"days": 2}),
+        ("", "Ben: 5 days in June", {"days": 5}),
+        ("", "Cleo: 14 days in August", {"days": 14}),
+    ],
 }
 
 

@@ -122,15 +122,15 @@ class HistoryEntry(models.Model):
 
     START, STEP, TIMEOUT, MOVE, MIGRATE = "start", "step", "timeout", "move", "migrate"
     JUMP, UNDO, CANCEL, SUSPEND, RESUME = "jump", "undo", "cancel", "suspend", "resume"
-    ASSIGN, REMIND, EDIT = "assign", "remind", "edit"
+    ASSIGN, REMIND, EDIT, INCIDENT = "assign", "remind", "edit", "incident"
     KIND_CHOICES = [
         (START, "Start"), (STEP, "Step"), (TIMEOUT, "Timed step"), (MOVE, "Version move"),
         (MIGRATE, "Migration"), (JUMP, "Moved by an operator"), (UNDO, "Undo"),
         (CANCEL, "Cancel"), (SUSPEND, "Suspend"), (RESUME, "Resume"), (ASSIGN, "Assignment"),
-        (REMIND, "Reminder"), (EDIT, "Task state edited"),
+        (REMIND, "Reminder"), (EDIT, "Task state edited"), (INCIDENT, "Incident"),
     ]
     #: Kinds that leave state, version and status as they were (replay skips them).
-    NOTES = frozenset({ASSIGN, REMIND, EDIT})
+    NOTES = frozenset({ASSIGN, REMIND, EDIT, INCIDENT})
 
     instance = models.ForeignKey(Instance, on_delete=models.CASCADE, related_name="history")
     seq = models.PositiveIntegerField()

@@ -3,6 +3,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
+from flowr import taskqueue
 from flowr.demo.setup import DEMO_PASSWORD, DEMO_USERNAME, TEAM, load_demo, setup_team
 
 
@@ -14,6 +15,7 @@ class Command(BaseCommand):
             raise CommandError("setupdemo only runs in demo mode (DEBUG on, FLOWR_DEMO not 0); "
                                "it never creates a demo login with production settings.")
         created = load_demo()
+        taskqueue.ensure_sweep()  # recovers timers of a worker killed while running them
         user_model = get_user_model()
         user, new = user_model.objects.get_or_create(
             username=DEMO_USERNAME, defaults={"is_staff": True, "is_superuser": True})
