@@ -162,7 +162,8 @@ def record(locked, graph, kind, *, user, now, note="", data=None, from_key="", f
     """
     extra = taskstate.stage(locked, locked.last_seq + 1, graph.search_fields, touch=touch)
     locked.last_seq += 1
-    locked.last_activity = now
+    if touch:
+        locked.last_activity = now
     entry = HistoryEntry(
         instance=locked, seq=locked.last_seq, kind=kind, from_key=from_key,
         from_name=from_name, to_key=locked.state_key, to_name=locked.state_name,
