@@ -12,6 +12,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from . import graph as _graph
+from ._values import clean_label
 from . import options as _options
 from .exceptions import GraphError, RuleNotRegistered, SettingsInvalid
 from .models import Machine, RuleSetRecord, State, Transition
@@ -321,15 +322,10 @@ def update_state(state, name=None, settings=None, options=None):
 
 def _valid_name(name, state):
     """A state's new name, stripped; refused when empty, too long or holding NUL."""
-    name = name.strip()
-    limit = State._meta.get_field("name").max_length
+    name = clean_label(name, f"name of state '{state}'",
+                       State._meta.get_field("name").max_length, GraphError)
     if not name:
         raise GraphError(f"State '{state}' needs a name.")
-    if len(name) > limit:
-        raise GraphError(f"The name of state '{state}' can have at most {limit} characters "
-                         f"(it has {len(name)}).")
-    if "\x00" in name:
-        raise GraphError(f"The name of state '{state}' cannot contain a NUL character.")
     return name
 
 

@@ -17,6 +17,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from . import _sql, access, config, signals, taskstate, timers
+from ._values import clean_label
 from .builder import MachineGraph
 from .exceptions import (
     AlreadyMoved, ChoiceRequired, FlowrError, GraphError, HookFailed, InstanceFinished,
@@ -183,16 +184,6 @@ def copy_back(locked, instance):
 
 # -- starting -------------------------------------------------------------------------
 
-def _clean_label(value, what):
-    value = (value or "").strip()
-    if len(value) > LABEL_MAX:
-        raise FlowrError(f"The {what} is {len(value)} characters long; at most {LABEL_MAX} "
-                         f"are allowed.")
-    if "\x00" in value:
-        raise FlowrError(f"The {what} contains a NUL character; remove it.")
-    return value
-
-
 def _taken(machine, business_key):
     return BusinessKeyTaken(f"Machine '{machine}' already has an instance with the business "
                             f"key '{business_key}'; business keys are unique per machine.",
@@ -203,8 +194,8 @@ def start(machine, user=None, version=None, business_key="", title="", task_stat
     """Start an instance on `version` (default: the latest published); runs root on_enter."""
     if machine.archived:
         raise NotPublished(f"Machine '{machine}' is archived; it starts no instances.")
-    business_key = _clean_label(business_key, "business key")
-    title = _clean_label(title, "title")
+    business_key = clean_label(business_key, "business key", LABEL_MAX, FlowrError)
+    title = clean_label(title, "title", LABEL_MAX, FlowrError)
     version = version or machine.versions.order_by("-number").defer("definition").first()
     if version is None:
         raise NotPublished(f"Machine '{machine}' has no published version; publish it first.",

@@ -23,6 +23,7 @@ from django.db import transaction
 from django.db.models import Prefetch
 
 from . import config
+from ._values import value_problem
 from . import graph as _graph
 from . import options as _options
 from .builder import clean_settings
@@ -144,29 +145,20 @@ def _decode(data, max_bytes):
                             f"export it again from Flowr or save it as UTF-8.")
 
 
-def _check_values(value):
-    """Refuse deep nesting and text a database cannot store (iteratively: no recursion)."""
-    todo = [(value, 1)]
-    while todo:
-        item, depth = todo.pop()
-        if depth > MAX_DEPTH:
-            raise DocumentError(f"The file nests values more than {MAX_DEPTH} levels deep; "
-                                f"a Flowr machine file never needs that many.")
-        if isinstance(item, dict):
-            todo.extend((k, depth) for k in item)
-            todo.extend((v, depth + 1) for v in item.values())
-        elif isinstance(item, list):
-            todo.extend((v, depth + 1) for v in item)
-        elif isinstance(item, str):
-            if "\x00" in item:
-                raise DocumentError("The file contains a NUL character (\\u0000) in a text; "
-                                    "remove it.")
-            try:
-                item.encode("utf-8")
-            except UnicodeEncodeError:
-                raise DocumentError("The file contains an invalid character (a lone UTF-16 "
-                                    "surrogate such as \\ud800) in a text; remove it.")
+_PROBLEMS = {
+    "deep": f"The file nests values more than {MAX_DEPTH} levels deep; a Flowr machine file "
+            f"never needs that many.",
+    "nul": "The file contains a NUL character (\\u0000) in a text; remove it.",
+    "surrogate": "The file contains an invalid character (a lone UTF-16 surrogate such as "
+                 "\\ud800) in a text; remove it.",
+}
 
+
+def _check_values(value):
+    """Refuse deep nesting and text a database cannot store."""
+    problem = value_problem(value, MAX_DEPTH)
+    if problem:
+        raise DocumentError(_PROBLEMS[problem])
 
 def parse(data, max_bytes=None):
     """The list of documents in a file's bytes or text; raises DocumentError."""

@@ -36,8 +36,9 @@ def task_id(instance_pk, version):
     return str(instance_pk) if not version else f"{instance_pk}:{version}"
 
 
-def read_version(instance_pk, version, touch=True):
-    """The task state stored as `version` (a dict; {} for a never-written version 0).
+def read_version(instance_pk, version, touch=True, empty_zero=True):
+    """The task state stored as `version` (a dict; {} for a never-written version 0,
+    unless `empty_zero` is False).
 
     Reading is interaction: it restarts the idle timeout, unless `touch` is False (pages
     that only look). Raises StateNotFound when a written version is gone (expired),
@@ -50,19 +51,9 @@ def read_version(instance_pk, version, touch=True):
         read = store.get_state if touch else store.peek_state
         return read(task_id(instance_pk, version))
     except StateNotFound:
-        if version:
+        if version or not empty_zero:
             raise
         return {}
-    except StoreUnavailable as exc:
-        raise _unavailable(instance_pk, "read", exc) from exc
-
-
-def get_store_state(instance_pk, version):
-    """The task state stored as `version`; StateNotFound when it is not there (even 0)."""
-    from .statestore import StoreUnavailable, get_store
-
-    try:
-        return get_store().get_state(task_id(instance_pk, version))
     except StoreUnavailable as exc:
         raise _unavailable(instance_pk, "read", exc) from exc
 
@@ -196,7 +187,7 @@ def restore(instance, version, search_fields=()):
         raise gone
     else:
         try:
-            state = get_store_state(instance.pk, version)
+            state = read_version(instance.pk, version, empty_zero=False)
         except StateNotFound:
             raise gone from None
     retire(instance.pk, delete=[current])

@@ -53,6 +53,30 @@ def redis_url():
     return f"redis://{REDIS_HOST}:{REDIS_PORT}/{REDIS_TEST_DB}"
 
 
+def use_redis(settings, port=REDIS_PORT, user="", password=""):
+    """Point the task-state store at the test Redis DB (optionally as an ACL user)."""
+    settings.FLOWS_STATE_STORE = "flowr.statestore.redis_store"
+    settings.FLOWS_REDIS_STATE_STORE_HOST = REDIS_HOST
+    settings.FLOWS_REDIS_STATE_STORE_PORT = port
+    settings.FLOWS_REDIS_STATE_STORE_DB = REDIS_TEST_DB
+    settings.FLOWS_REDIS_STATE_STORE_USER = user
+    settings.FLOWS_REDIS_STATE_STORE_PASSWORD = password
+    settings.FLOWS_REDIS_STATE_STORE_SOCKET_TIMEOUT = 0.5
+
+
+@pytest.fixture
+def redis_db(redis_url, settings):
+    """The Redis store on the test DB (flushed before and after; only that DB)."""
+    import redis
+
+    use_redis(settings)
+    conn = redis.Redis.from_url(redis_url)
+    conn.flushdb()
+    yield conn
+    conn.flushdb()
+    conn.close()
+
+
 @pytest.fixture
 def chromium_path():
     need_service("Chromium", os.path.exists(CHROMIUM) or shutil.which("chromium"), CHROMIUM)

@@ -15,7 +15,6 @@ from flowr.models import Instance
 from flowr.rules import Rule, RuleSet, register
 from flowr.sync import sync_rule_sets
 from tests.test_admin_instances import LIST, message, texts
-from tests.test_statestore import redis_db  # noqa: F401 - a fixture
 
 pytestmark = [pytest.mark.django_db, pytest.mark.postgres]
 

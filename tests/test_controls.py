@@ -15,7 +15,7 @@ from flowr.rules import Rule, RuleSet, register
 from flowr.statestore import get_store
 from flowr.sync import sync_rule_sets
 from flowr.taskstate import task_id
-from tests.test_statestore import DJANGO_STORE, STORES, redis_db  # noqa: F401 - a fixture
+from tests.test_statestore import DJANGO_STORE, STORES
 
 pytestmark = [pytest.mark.django_db, pytest.mark.postgres]
 

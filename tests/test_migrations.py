@@ -340,7 +340,7 @@ def test_task_state_in_redis_is_untouched_by_migrating_and_reverting(renamed, re
                                                                       settings, admin_user):
     import redis
 
-    from tests.test_statestore import use_redis
+    from tests.conftest import use_redis
 
     use_redis(settings)
     conn = redis.Redis.from_url(redis_url)

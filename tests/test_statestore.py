@@ -23,37 +23,13 @@ from flowr.statestore import (
 from flowr.statestore import redis_store
 from flowr.sync import sync_rule_sets
 from flowr.taskstate import task_id
-from tests.conftest import REDIS_HOST, REDIS_PORT, REDIS_TEST_DB
+from tests.conftest import REDIS_HOST, REDIS_PORT, REDIS_TEST_DB, use_redis
 
 DJANGO_STORE = "flowr.statestore.django_store"
-REDIS_STORE = "flowr.statestore.redis_store"
 STORES = ["django", pytest.param("redis", marks=pytest.mark.redis)]
 
 
 # -- fixtures ------------------------------------------------------------------------
-
-def use_redis(settings, port=REDIS_PORT, user="", password=""):
-    settings.FLOWS_STATE_STORE = REDIS_STORE
-    settings.FLOWS_REDIS_STATE_STORE_HOST = REDIS_HOST
-    settings.FLOWS_REDIS_STATE_STORE_PORT = port
-    settings.FLOWS_REDIS_STATE_STORE_DB = REDIS_TEST_DB
-    settings.FLOWS_REDIS_STATE_STORE_USER = user
-    settings.FLOWS_REDIS_STATE_STORE_PASSWORD = password
-    settings.FLOWS_REDIS_STATE_STORE_SOCKET_TIMEOUT = 0.5
-
-
-@pytest.fixture
-def redis_db(redis_url, settings):
-    """The Redis store on DB 9 (flushed before and after; only DB 9)."""
-    import redis
-
-    use_redis(settings)
-    conn = redis.Redis.from_url(redis_url)
-    conn.flushdb()
-    yield conn
-    conn.flushdb()
-    conn.close()
-
 
 @pytest.fixture(params=STORES)
 def store(request, settings):

@@ -6,7 +6,6 @@ from flowr import engine, taskstate
 from flowr.exceptions import AlreadyMoved, TaskStateGone
 from flowr.models import HistoryEntry, Instance
 from flowr.statestore import StateNotFound, get_store
-from tests.test_statestore import use_redis
 
 pytestmark = [pytest.mark.postgres]
 
@@ -20,17 +19,6 @@ def store(request, settings):
         settings.FLOWS_STATE_STORE = "flowr.statestore.django_store"
     settings.FLOWS_TASK_IDLE_TIMEOUT = 600
     return get_store()
-
-
-@pytest.fixture
-def redis_db(redis_url, settings):
-    import redis
-
-    use_redis(settings)
-    conn = redis.Redis.from_url(redis_url)
-    conn.flushdb()
-    yield conn
-    conn.flushdb()
 
 
 def fresh(instance):

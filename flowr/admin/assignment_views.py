@@ -15,7 +15,7 @@ from django.template.response import TemplateResponse
 from .. import access, assignment
 from ..exceptions import AlreadyMoved, FlowrError
 from .instance_views import (
-    BULK_STEP_LIMIT, _back, _post_only, _posted_instance, posted_position, short_id,
+    BULK_STEP_LIMIT, back_to, post_only, posted_instance, posted_position, short_id,
 )
 from .reports import Report, ReportRow, report_response
 
@@ -39,13 +39,13 @@ def _run(model_admin, request, instance, change, done, unchanged, claimed=False)
         else:
             model_admin.log_change(request, instance, log_text(entry, claimed))
             messages.success(request, done(entry))
-    return _back(request, model_admin, instance, "#assignment")
+    return back_to(request, model_admin, instance, "#assignment")
 
 
-@_post_only
+@post_only
 def claim_view(model_admin, request, object_id):
     """POST: the user takes the instance (a candidate, or with the override permission)."""
-    instance = _posted_instance(model_admin, request, object_id, model_admin.has_step_permission)
+    instance = posted_instance(model_admin, request, object_id, model_admin.has_step_permission)
     return _run(model_admin, request, instance,
                 lambda position: assignment.claim(instance, request.user,
                                                   expected_position=position),
@@ -54,16 +54,16 @@ def claim_view(model_admin, request, object_id):
                 f"Instance {short_id(instance)} was already assigned to you.", claimed=True)
 
 
-@_post_only
+@post_only
 def assign_view(model_admin, request, object_id):
     """POST: assign (or reassign) the instance to the posted user (assign permission)."""
-    instance = _posted_instance(model_admin, request, object_id,
+    instance = posted_instance(model_admin, request, object_id,
                                 model_admin.has_assign_permission)
     target = _posted_user(request.POST.get("user", ""))
     if target is None:
         messages.error(request, "Choose the user to assign the instance to; nothing was "
                                 "changed.")
-        return _back(request, model_admin, instance, "#assignment")
+        return back_to(request, model_admin, instance, "#assignment")
     return _run(model_admin, request, instance,
                 lambda position: assignment.assign(instance, target, by=request.user,
                                                    expected_position=position),
@@ -74,10 +74,10 @@ def assign_view(model_admin, request, object_id):
                 f"{target.get_username()}.")
 
 
-@_post_only
+@post_only
 def unassign_view(model_admin, request, object_id):
     """POST: clear the assignee (the assignee themself, or with the assign permission)."""
-    instance = _posted_instance(model_admin, request, object_id, _may_unassign(model_admin))
+    instance = posted_instance(model_admin, request, object_id, _may_unassign(model_admin))
     return _run(model_admin, request, instance,
                 lambda position: assignment.unassign(instance, by=request.user,
                                                      expected_position=position),

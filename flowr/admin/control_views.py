@@ -18,7 +18,7 @@ from .. import controls, engine
 from ..controls import CONTROLS, MOVE, UNDO
 from ..exceptions import AlreadyMoved, ControlError, FlowrError
 from ..models import Instance
-from .instance_views import _change_url, _post_only, _posted_instance, posted_position
+from .instance_views import change_url, post_only, posted_instance, posted_position
 from .reports import Report, ReportRow, report_response
 
 BULK_LIMIT = 1000
@@ -140,7 +140,7 @@ def _page(model_admin, request, control, instances, form, rows, *, single, check
         "ready": sum(1 for row in rows if not row["problem"]),
         "confirm_label": _confirm_label(control, single, rows),
         "action_url": request.path if single else bulk_url,
-        "back_url": _change_url(model_admin, instances[0]) if single else reverse(
+        "back_url": change_url(model_admin, instances[0]) if single else reverse(
             f"admin:{opts.app_label}_{opts.model_name}_changelist",
             current_app=model_admin.admin_site.name),
         "positions": [(row["instance"].pk, row["instance"].step_count) for row in rows],
@@ -168,19 +168,19 @@ def _form(control, request, instances, confirm):
     return form_class(control)(initial=initial, targets=targets)
 
 
-@_post_only
+@post_only
 def control_view(model_admin, request, object_id, name):
     """POST: one instance's confirmation page, then (with `confirm`) the control itself."""
     control = CONTROLS.get(name)
     if control is None:
         raise Http404(f"No operator control named {name[:40]!r}.")
-    instance = _posted_instance(model_admin, request, object_id,
+    instance = posted_instance(model_admin, request, object_id,
                                 lambda request, obj: has_control_permission(request, control))
     position = posted_position(request)
     if position is None:
         messages.error(request, "The form was incomplete; nothing was changed. Reload the "
                                 "page and try again.")
-        return HttpResponseRedirect(_change_url(model_admin, instance))
+        return HttpResponseRedirect(change_url(model_admin, instance))
     target = request.POST.get("target", "")
     confirm = "confirm" in request.POST and (control is not MOVE or target == request.POST.get(
         "checked"))
@@ -193,7 +193,7 @@ def control_view(model_admin, request, object_id, name):
 
 
 def _single(model_admin, request, control, instance, cleaned, position):
-    back = HttpResponseRedirect(_change_url(model_admin, instance))
+    back = HttpResponseRedirect(change_url(model_admin, instance))
     try:
         entry = _act(control, instance, cleaned, request.user, position)
     except AlreadyMoved as exc:
@@ -237,7 +237,7 @@ def _selected(request):
         return []
 
 
-@_post_only
+@post_only
 def bulk_view(model_admin, request, name):
     """POST: check again (a move's warnings) or confirm the control for the posted ids."""
     control = CONTROLS.get(name)

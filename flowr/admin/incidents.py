@@ -6,7 +6,6 @@ against `flowr.resolve_incident` (403 for a forged POST); they call flowr.incide
 which writes the instance's history, log a LogEntry and redirect with a message.
 """
 from datetime import timedelta
-from functools import wraps
 
 from django import forms
 from django.contrib import admin, messages
@@ -21,6 +20,7 @@ from django.utils.timesince import timesince
 
 from .. import incidents
 from ..models import Incident
+from .instance_views import post_only
 from .reports import Report, ReportRow, report_response, report_urls
 
 ERROR_PREVIEW = 160
@@ -40,15 +40,6 @@ def ago(moment, now=None):
     if now - moment < timedelta(minutes=1):
         return "just now"
     return f"{timesince(moment, now, depth=1)} ago"
-
-
-def _post_only(view):
-    @wraps(view)
-    def wrapper(model_admin, request, *args, **kwargs):
-        if request.method != "POST":
-            return HttpResponseNotAllowed(["POST"])
-        return view(model_admin, request, *args, **kwargs)
-    return wrapper
 
 
 @admin.register(Incident)
@@ -167,7 +158,7 @@ class IncidentAdmin(admin.ModelAdmin):
             raise Http404(f"No incident with id {object_id[:40]}.")
         return incident
 
-    @_post_only
+    @post_only
     def retry_view(self, request, object_id):
         """POST: retry the incident's timed step now."""
         incident = self._posted(request, object_id)
@@ -180,7 +171,7 @@ class IncidentAdmin(admin.ModelAdmin):
             self.message_user(request, message, _LEVELS[outcome])
         return self._back(request, incident)
 
-    @_post_only
+    @post_only
     def dismiss_view(self, request, object_id):
         """POST: close the incident without stepping (with an optional reason)."""
         incident = self._posted(request, object_id)

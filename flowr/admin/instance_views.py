@@ -125,18 +125,18 @@ def _instance(model_admin, request, object_id):
     return instance
 
 
-def _change_url(model_admin, instance):
+def change_url(model_admin, instance):
     opts = model_admin.model._meta
     return reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[instance.pk],
                    current_app=model_admin.admin_site.name)
 
 
-def _back(request, model_admin, instance, anchor=""):
+def back_to(request, model_admin, instance, anchor=""):
     target = request.POST.get("next", "")
     if target and url_has_allowed_host_and_scheme(
             target, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
         return HttpResponseRedirect(target)
-    return HttpResponseRedirect(_change_url(model_admin, instance) + anchor)
+    return HttpResponseRedirect(change_url(model_admin, instance) + anchor)
 
 
 def step_form_class(graph, key):
@@ -175,7 +175,7 @@ def step_message(entry):
 
 # -- views --------------------------------------------------------------------------
 
-def _post_only(view):
+def post_only(view):
     """Answer 405 to anything but POST (views taking model_admin first)."""
     @wraps(view)
     def wrapper(model_admin, request, *args, **kwargs):
@@ -185,7 +185,7 @@ def _post_only(view):
     return wrapper
 
 
-def _posted_instance(model_admin, request, object_id, has_permission):
+def posted_instance(model_admin, request, object_id, has_permission):
     """The instance a state-changing POST names; 403 without `has_permission`."""
     instance = _instance(model_admin, request, object_id)
     if not has_permission(request, instance):
@@ -193,21 +193,21 @@ def _posted_instance(model_admin, request, object_id, has_permission):
     return instance
 
 
-@_post_only
+@post_only
 def step_view(model_admin, request, object_id):
     """POST: step one instance to `to` (optional with one child), guarded by its position."""
-    instance = _posted_instance(model_admin, request, object_id, model_admin.has_step_permission)
+    instance = posted_instance(model_admin, request, object_id, model_admin.has_step_permission)
     position = posted_position(request)
     note_form = StepNoteForm(request.POST)
     if position is None or not note_form.is_valid():
         messages.error(request, "The step form was incomplete; nothing was changed. "
                                 "Reload the page and try again.")
-        return _back(request, model_admin, instance)
+        return back_to(request, model_admin, instance)
     to = request.POST.get("to") or None
     data, problem = _step_data(instance, to, request.POST)
     if problem:
         messages.error(request, f"Instance {short_id(instance)} did not step. {problem}")
-        return _back(request, model_admin, instance)
+        return back_to(request, model_admin, instance)
     try:
         entry = engine.step(instance, to=to, user=request.user,
                             note=note_form.cleaned_data["note"], data=data,
@@ -220,7 +220,7 @@ def step_view(model_admin, request, object_id):
         model_admin.log_change(request, instance, step_message(entry))
         messages.success(request, f"Instance {short_id(instance)}: "
                                   f"{step_message(entry)[0].lower()}{step_message(entry)[1:]}")
-    return _back(request, model_admin, instance)
+    return back_to(request, model_admin, instance)
 
 
 _DRAFT_KEY = "flowr_task_state_draft"
@@ -242,12 +242,12 @@ def pop_task_state_draft(request, instance):
     return draft["text"]
 
 
-@_post_only
+@post_only
 def task_state_view(model_admin, request, object_id):
     """POST: replace the instance's task state with a JSON object (change permission)."""
-    instance = _posted_instance(model_admin, request, object_id,
+    instance = posted_instance(model_admin, request, object_id,
                                 model_admin.has_change_permission)
-    back = HttpResponseRedirect(_change_url(model_admin, instance) + "#task-state")
+    back = HttpResponseRedirect(change_url(model_admin, instance) + "#task-state")
     form = TaskStateForm(request.POST)
     if not form.is_valid():
         messages.error(request, f"Task state not saved. {_errors_text(form)}")
@@ -298,7 +298,7 @@ def _start(model_admin, request, form, machine, count, business_key="", title=""
     if count == 1:
         messages.success(request, f"Started instance {short_id(started[0])} of '{machine}' "
                                   f"(version {version}).")
-        return HttpResponseRedirect(_change_url(model_admin, started[0]))
+        return HttpResponseRedirect(change_url(model_admin, started[0]))
     messages.success(request, f"Started {count} instances of '{machine}' (version {version}).")
     opts = model_admin.model._meta
     url = reverse(f"admin:{opts.app_label}_{opts.model_name}_changelist",

@@ -1,6 +1,7 @@
 """The task-state store interface (django-flows' FLOWS_STATE_STORE)."""
 import json
 
+from .._values import value_problem
 from ..exceptions import FlowrError, StepError
 
 
@@ -34,28 +35,20 @@ def dumps(state):
         raise StateNotSerialisable(f"Task state is not JSON-serialisable: {exc}") from exc
 
 
+_PROBLEMS = {
+    "deep": f"Task state nests values more than {MAX_DEPTH} levels deep.",
+    "nul": "Task state text contains a NUL character (\\u0000), which cannot be stored; "
+           "remove it.",
+    "surrogate": "Task state text contains an invalid character (a lone surrogate such as "
+                 "\\ud800); remove it.",
+}
+
+
 def _check_values(state):
     """Refuse deep nesting, NUL and lone surrogates (PostgreSQL's jsonb cannot store them)."""
-    todo = [(state, 1)]
-    while todo:
-        item, depth = todo.pop()
-        if depth > MAX_DEPTH:
-            raise StateNotSerialisable(f"Task state nests values more than {MAX_DEPTH} "
-                                       f"levels deep.")
-        if isinstance(item, dict):
-            todo.extend((key, depth) for key in item)
-            todo.extend((value, depth + 1) for value in item.values())
-        elif isinstance(item, (list, tuple)):
-            todo.extend((value, depth + 1) for value in item)
-        elif isinstance(item, str):
-            if "\x00" in item:
-                raise StateNotSerialisable("Task state text contains a NUL character "
-                                           "(\\u0000), which cannot be stored; remove it.")
-            try:
-                item.encode("utf-8")
-            except UnicodeEncodeError:
-                raise StateNotSerialisable("Task state text contains an invalid character "
-                                           "(a lone surrogate such as \\ud800); remove it.")
+    problem = value_problem(state, MAX_DEPTH)
+    if problem:
+        raise StateNotSerialisable(_PROBLEMS[problem])
 
 
 class BaseStateStore:
