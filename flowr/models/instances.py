@@ -19,7 +19,9 @@ class Instance(models.Model):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     machine = models.ForeignKey(Machine, on_delete=models.PROTECT, related_name="instances")
-    version = models.ForeignKey(MachineVersion, on_delete=models.PROTECT, related_name="instances")
+    # Indexed by flowr_inst_state_idx (version, state_key): every index costs each step.
+    version = models.ForeignKey(MachineVersion, on_delete=models.PROTECT, related_name="instances",
+                                db_index=False)
     business_key = models.CharField(
         max_length=200, blank=True, default="",
         help_text="Optional key from the business (e.g. an order number); unique per machine.")
@@ -27,13 +29,14 @@ class Instance(models.Model):
     state_key = models.CharField(max_length=64, help_text="Key of the current state.")
     state_name = models.CharField(max_length=200, help_text="Name of the current state.")
     status = models.CharField(max_length=10, choices=STATUS_CHOICES, default=ACTIVE)
-    outcome = models.CharField(max_length=100, blank=True, default="", db_index=True,
+    outcome = models.CharField(max_length=100, blank=True, default="",
                                help_text="How a finished instance ended (its rule's outcome).")
     started_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
-    assignee = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    assignee = models.ForeignKey(  # indexed by flowr_inst_assignee_idx (assignee, status)
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+        related_name="+", db_index=False,
     )
     started_at = models.DateTimeField(default=timezone.now)
     last_activity = models.DateTimeField(default=timezone.now)
@@ -67,7 +70,6 @@ class Instance(models.Model):
         indexes = [
             models.Index(fields=["status", "-last_activity"], name="flowr_inst_status_idx"),
             models.Index(fields=["version", "state_key"], name="flowr_inst_state_idx"),
-            models.Index(fields=["business_key"], name="flowr_inst_bkey_idx"),
             models.Index(fields=["assignee", "status"], name="flowr_inst_assignee_idx"),
         ]
         constraints = [
