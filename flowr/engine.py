@@ -31,6 +31,7 @@ from .compiled import (  # noqa: F401
     DEFINITION_FORMAT, CompiledVersion, checksum, clear_cache, compile_many, compiled,
     compiled_by_id, definition_of, forget_version,
 )
+from .replay import ReplayError, position_of, replay  # noqa: F401
 from .taskstate import task_state_of  # noqa: F401
 
 #: Row fields a change of position writes (plus the task-state fields when it changed).
@@ -389,39 +390,6 @@ def save_task_state(instance, state=None, user=None, note=""):
                        fields=("last_seq", "last_activity"))
     copy_back(locked, instance)
     return entry
-
-
-# -- replay ---------------------------------------------------------------------------------
-
-class ReplayError(FlowrError):
-    """A history does not chain: an entry starts from another state than the last one left."""
-
-
-def replay(entries):
-    """The (version id, state key, status) that the history entries lead to.
-
-    Each entry that changes the position must start where the previous one ended;
-    assignments and reminders (HistoryEntry.NOTES) leave the position alone.
-    """
-    position = None
-    for entry in sorted(entries, key=lambda e: e.seq):
-        if entry.kind == HistoryEntry.START:
-            position = (entry.version_id, entry.to_key, entry.status or Instance.ACTIVE)
-            continue
-        if position is None:
-            raise ReplayError(f"History entry {entry.seq} comes before the start.")
-        if entry.kind in HistoryEntry.NOTES:
-            continue
-        if entry.from_key != position[1]:
-            raise ReplayError(f"History entry {entry.seq} ({entry.kind}) starts from "
-                              f"'{entry.from_key}', but the instance was at '{position[1]}'.")
-        position = (entry.version_id, entry.to_key, entry.status or position[2])
-    return position
-
-
-def position_of(instance):
-    """The (version id, state key, status) the instance row holds (status as stored)."""
-    return instance.version_id, instance.state_key, instance.status
 
 
 # -- moving between versions ---------------------------------------------------------
